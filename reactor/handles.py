@@ -1,0 +1,118 @@
+"""Handles: one scheduled call, and the only thing the loop ever runs.
+
+Theory of operation
+-------------------
+Everything the reactor does ends in ``handle._run()``: a ``call_soon``, a timer
+firing, a readable socket, a signal. A handle is a callback plus its arguments
+plus a *cancelled* bit. Cancelling never searches a queue to remove the handle;
+it flips the bit and drops the references to the callback and arguments (so a
+cancelled timer holding a large object does not keep it alive). Whoever later
+pops the handle (the ready queue, the timer heap, a stale selector event)
+checks the bit and skips it. That one rule is what makes cancellation O(1)
+and what stops a stale I/O event from reaching a callback that was removed
+earlier in the same batch.
+
+``_run`` is the error boundary of the whole library: an ``Exception`` raised by
+user code is reported to the reactor's exception handler and the loop carries
+on. ``KeyboardInterrupt`` and ``SystemExit`` are not caught: they mean "stop
+the program", and swallowing them is how event loops become unkillable.
+"""
+
+from __future__ import annotations
+
+import functools
+import reprlib
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover - import for type hints only
+    from .loop import Reactor
+
+__all__ = ["Handle", "TimerHandle", "describe_callback"]
+
+
+def describe_callback(callback: Callable[..., Any], args: tuple = ()) -> str:
+    """Render ``callback(args)`` the way a person would write the call."""
+    if isinstance(callback, functools.partial):
+        args = callback.args + args
+        callback = callback.func
+    name = getattr(callback, "__qualname__", None) or repr(callback)
+    return f"{name}({', '.join(reprlib.repr(a) for a in args)})"
+
+
+class Handle:
+    """A callback scheduled to run once (or, for I/O, once per event)."""
+
+    __slots__ = ("_callback", "_args", "_cancelled", "_reactor", "_repr", "__weakref__")
+
+    def __init__(self, callback: Callable[..., Any], args: tuple, reactor: Reactor) -> None:
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._reactor = reactor
+        # Computed while the callback is still known, so a cancelled handle
+        # can still say what it was.
+        self._repr: str | None = None
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self._cancelled else ""
+        return f"<{type(self).__name__}{state} {self._describe()}>"
+
+    def _describe(self) -> str:
+        if self._repr is None:
+            self._repr = describe_callback(self._callback, self._args)
+        return self._repr
+
+    def cancel(self) -> None:
+        """Prevent the callback from running. Safe to call more than once."""
+        if not self._cancelled:
+            self._describe()
+            self._cancelled = True
+            self._callback = None  # type: ignore[assignment]
+            self._args = ()
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def _run(self) -> None:
+        try:
+            self._callback(*self._args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._reactor.call_exception_handler(
+                {
+                    "message": f"Exception in callback {self._describe()}",
+                    "exception": exc,
+                    "handle": self,
+                }
+            )
+
+
+class TimerHandle(Handle):
+    """A handle with a deadline, living in the reactor's timer heap."""
+
+    __slots__ = ("_when", "_scheduled")
+
+    def __init__(
+        self, when: float, callback: Callable[..., Any], args: tuple, reactor: Reactor
+    ) -> None:
+        super().__init__(callback, args, reactor)
+        self._when = when
+        # True while the handle sits in the heap: only then does cancelling it
+        # add to the heap's count of dead entries.
+        self._scheduled = False
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self._cancelled else ""
+        return f"<TimerHandle{state} when={self._when:.6f} {self._describe()}>"
+
+    def when(self) -> float:
+        """The reactor time at which the callback is due."""
+        return self._when
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            super().cancel()
+            if self._scheduled:
+                # Tell the heap it holds one more dead entry; it may compact.
+                self._reactor._timers.note_cancelled()

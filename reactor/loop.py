@@ -1,0 +1,412 @@
+"""The reactor: one thread, one selector, and a queue of things to run.
+
+Theory of operation
+-------------------
+The reactor keeps three sources of work and one place where work is done.
+
+* The **ready queue** (a deque of Handles): callbacks that should run as soon
+  as possible. ``call_soon`` appends here, and so, each iteration, do the
+  other two sources.
+* The **timer heap** (``timers.TimerQueue``): callbacks due at a time.
+* The **selector** (any ``selectors.BaseSelector``): one key per file
+  descriptor whose ``data`` is the pair ``(reader, writer)`` of Handles.
+  Adding or removing a reader or writer modifies that key in place.
+
+One iteration (``run_once``) is, in order:
+
+1. **Decide how long to wait.** Zero if anything is ready (or stop() was
+   called); otherwise until the earliest live timer; never longer than
+   ``MAX_SELECT_TIMEOUT``, and never longer than the caller's *timeout*.
+2. **Wait**: ``selector.select(wait)``. This is the only place the reactor
+   blocks.
+3. **Turn events into work**: for each (key, mask), append the key's reader
+   and/or writer handle to the ready queue, unless it was cancelled.
+4. **Turn due timers into work**: every timer with ``when <= now``.
+5. **Run** exactly the handles in the queue at this point, in order. A
+   callback scheduled by one of them runs in the next iteration, so a
+   callback that re-schedules itself cannot keep the loop from select().
+
+Stale events. Step 3 holds the keys select() returned; a callback run in
+step 5 may remove a reader, close its socket, and open a new one that gets
+the same fd number, all before the event for the old fd is dispatched. The
+event carries the *handle* that was registered when select() returned, not
+the fd, and removing a reader cancels that handle; a cancelled handle is
+skipped when it is dequeued. So the old event dies, and the new owner of the
+fd never sees it.
+
+Threads and signals. The reactor starts no thread and is not thread-safe,
+with one exception: ``call_soon_threadsafe`` appends to the ready deque
+(``deque.append`` is atomic) and pokes the waker (``waker.py``), whose socket
+is watched like any reader. Signals arrive through the same socket
+(``signals.py``).
+
+Errors. A callback's exception goes to the exception handler
+(``call_exception_handler``); the loop continues. ``KeyboardInterrupt`` and
+``SystemExit`` leave ``run()``; the handles not yet run stay queued, so the
+reactor can be run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import selectors
+import time as _time
+import warnings
+from collections import deque
+from selectors import EVENT_READ, EVENT_WRITE
+from typing import Any, Callable, Optional, Union
+
+from .handles import Handle, TimerHandle, describe_callback
+from .signals import SignalHandlers
+from .timers import TimerQueue
+from .waker import Waker
+
+__all__ = ["Reactor", "MAX_SELECT_TIMEOUT", "ExceptionHandler", "FileLike"]
+
+logger = logging.getLogger("reactor")
+
+# asyncio's MAXIMUM_SELECT_TIMEOUT: epoll and poll take the timeout in
+# milliseconds as a C int, so much larger values overflow. A loop with nothing
+# to do wakes up once a day, which costs nothing.
+MAX_SELECT_TIMEOUT = 24 * 3600.0
+
+FileLike = Union[int, Any]  # an fd, or any object with a fileno() method
+ExceptionHandler = Callable[["Reactor", "dict[str, Any]"], Any]
+
+
+class Reactor:
+    """A single-threaded event loop on the standard ``selectors`` module.
+
+    *selector*: any ``selectors.BaseSelector``; the reactor owns it and closes
+    it in ``close()``. Default: ``selectors.DefaultSelector()``.
+
+    *clock*: a function returning monotonic seconds as a float. Default:
+    ``time.monotonic``. Tests pass a virtual clock
+    (``reactor.testing.VirtualClock``) and step the loop with
+    ``run_once(0)``.
+    """
+
+    def __init__(
+        self,
+        selector: Optional[selectors.BaseSelector] = None,
+        clock: Optional[Callable[[], float]] = None,
+    ) -> None:
+        self._closed = True  # until construction succeeds; see __del__
+        self._selector = selector if selector is not None else selectors.DefaultSelector()
+        self._clock = clock if clock is not None else _time.monotonic
+        self._ready: deque[Handle] = deque()
+        self._timers = TimerQueue()
+        self._running = False
+        self._stopping = False
+        self._exception_handler: Optional[ExceptionHandler] = None
+        try:
+            self._waker = Waker()
+        except BaseException:
+            self._selector.close()
+            raise
+        self._signals = SignalHandlers(self._waker.write_fileno())
+        self._closed = False
+        self._set_io(self._waker.fileno(), EVENT_READ, Handle(self._read_waker, (), self))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running" if self._running else "idle"
+        return (
+            f"<Reactor {state} selector={type(self._selector).__name__} "
+            f"ready={len(self._ready)} timers={len(self._timers)}>"
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def run(self) -> None:
+        """Run iterations until ``stop()`` is called.
+
+        If ``stop()`` was called before ``run()``, one iteration runs (with a
+        zero wait) and then ``run()`` returns, as in asyncio.
+        """
+        self._enter_running()
+        try:
+            while True:
+                self._run_once(None)
+                if self._stopping:
+                    break
+        finally:
+            self._stopping = False
+            self._running = False
+
+    def run_once(self, timeout: Optional[float] = None) -> None:
+        """Run one iteration, waiting for I/O at most *timeout* seconds.
+
+        ``None`` waits until the next timer or I/O event; ``0`` only polls.
+        This is ``run()``'s loop body, exposed for tests and for learners.
+        """
+        self._enter_running()
+        try:
+            self._run_once(timeout)
+        finally:
+            # stop() during a single step has nothing left to stop.
+            self._stopping = False
+            self._running = False
+
+    def stop(self) -> None:
+        """Make ``run()`` return after the current iteration.
+
+        From another thread: ``reactor.call_soon_threadsafe(reactor.stop)``.
+        """
+        self._stopping = True
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Release the selector, the waker and borrowed signal state.
+
+        Idempotent. Pending callbacks and timers are discarded. File
+        descriptors registered with ``add_reader``/``add_writer`` belong to
+        the caller and are not closed.
+        """
+        if self._running:
+            raise RuntimeError("cannot close a running reactor; call stop() first")
+        if self._closed:
+            return
+        self._closed = True
+        self._signals.restore_all()
+        self._ready.clear()
+        self._timers.clear()
+        self._selector.close()
+        self._waker.close()
+
+    def __enter__(self) -> Reactor:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if not getattr(self, "_closed", True) and not self._running:
+            _warn(f"unclosed reactor {self!r}", ResourceWarning, source=self)
+            self.close()
+
+    def _enter_running(self) -> None:
+        self._check_closed()
+        if self._running:
+            raise RuntimeError(
+                "the reactor is already running: run() and run_once() are not re-entrant"
+            )
+        self._running = True
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError("the reactor is closed")
+
+    # -- one iteration -----------------------------------------------------
+
+    def _run_once(self, timeout: Optional[float]) -> None:
+        ready = self._ready
+        if ready or self._stopping:
+            wait = 0.0
+        else:
+            deadline = self._timers.next_deadline()
+            if deadline is None:
+                wait = MAX_SELECT_TIMEOUT
+            else:
+                wait = min(max(deadline - self._clock(), 0.0), MAX_SELECT_TIMEOUT)
+            if timeout is not None and timeout < wait:
+                wait = max(timeout, 0.0)
+
+        for key, mask in self._selector.select(wait):
+            reader, writer = key.data
+            if mask & EVENT_READ and reader is not None and not reader._cancelled:
+                ready.append(reader)
+            if mask & EVENT_WRITE and writer is not None and not writer._cancelled:
+                ready.append(writer)
+
+        self._timers.pop_due(self._clock(), ready)
+
+        # Only what is queued now: work scheduled by these callbacks waits
+        # for the next iteration (and its select()).
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+
+    # -- scheduling --------------------------------------------------------
+
+    def time(self) -> float:
+        """The reactor's clock: the time base of ``call_at``."""
+        return self._clock()
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Run ``callback(*args)`` in the next iteration, after those already queued."""
+        self._check_closed()
+        _check_callable(callback, "call_soon")
+        handle = Handle(callback, args, self)
+        self._ready.append(handle)
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` after *delay* seconds; a negative delay means now."""
+        if delay != delay:
+            raise ValueError("delay must be a number, not NaN")
+        return self.call_at(self._clock() + max(delay, 0.0), callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` once ``time() >= when``; never before."""
+        self._check_closed()
+        _check_callable(callback, "call_at")
+        if math.isnan(when):
+            raise ValueError("when must be a number, not NaN")
+        handle = TimerHandle(when, callback, args, self)
+        self._timers.push(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """``call_soon`` that may be called from any thread, and wakes the loop."""
+        self._check_closed()
+        _check_callable(callback, "call_soon_threadsafe")
+        handle = Handle(callback, args, self)
+        self._ready.append(handle)
+        self._waker.wake()
+        return handle
+
+    def _read_waker(self) -> None:
+        for signum in self._waker.drain():
+            handle = self._signals.get(signum)
+            if handle is not None and not handle._cancelled:
+                self._ready.append(handle)
+
+    # -- I/O registration --------------------------------------------------
+
+    def add_reader(self, fileobj: FileLike, callback: Callable[..., Any], *args: Any) -> None:
+        """Call ``callback(*args)`` each iteration in which *fileobj* is readable.
+
+        Replaces any reader already registered for the same fd.
+        """
+        self._check_closed()
+        _check_callable(callback, "add_reader")
+        self._set_io(fileobj, EVENT_READ, Handle(callback, args, self))
+
+    def remove_reader(self, fileobj: FileLike) -> bool:
+        """Stop watching *fileobj* for reading; False if no reader was registered."""
+        if self._closed:
+            return False
+        return self._set_io(fileobj, EVENT_READ, None)
+
+    def add_writer(self, fileobj: FileLike, callback: Callable[..., Any], *args: Any) -> None:
+        """Call ``callback(*args)`` each iteration in which *fileobj* is writable."""
+        self._check_closed()
+        _check_callable(callback, "add_writer")
+        self._set_io(fileobj, EVENT_WRITE, Handle(callback, args, self))
+
+    def remove_writer(self, fileobj: FileLike) -> bool:
+        """Stop watching *fileobj* for writing; False if no writer was registered."""
+        if self._closed:
+            return False
+        return self._set_io(fileobj, EVENT_WRITE, None)
+
+    def _set_io(self, fileobj: FileLike, event: int, handle: Optional[Handle]) -> bool:
+        """Install (or, with None, remove) the handle for one direction of an fd.
+
+        Returns whether a handle was there before. The replaced handle is
+        cancelled, which is what neutralises its events already returned by
+        select() but not yet dispatched.
+        """
+        selector = self._selector
+        try:
+            key = selector.get_key(fileobj)
+        except (KeyError, ValueError):
+            # ValueError: a closed file object that was never registered.
+            if handle is None:
+                return False
+            data = (handle, None) if event == EVENT_READ else (None, handle)
+            selector.register(fileobj, event, data)
+            return False
+        reader, writer = key.data
+        if event == EVENT_READ:
+            old, reader = reader, handle
+        else:
+            old, writer = writer, handle
+        if old is not None:
+            old.cancel()
+        mask = (EVENT_READ if reader is not None else 0) | (
+            EVENT_WRITE if writer is not None else 0
+        )
+        if mask:
+            selector.modify(fileobj, mask, (reader, writer))
+        else:
+            selector.unregister(fileobj)
+        return old is not None
+
+    # -- signals -----------------------------------------------------------
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` in the loop whenever signal *sig* arrives.
+
+        Unix, main thread only. The previous disposition of *sig* and the
+        process's previous wakeup fd come back on ``remove_signal_handler`` or
+        ``close()``.
+        """
+        self._check_closed()
+        _check_callable(callback, "add_signal_handler")
+        self._signals.add(sig, Handle(callback, args, self))
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        """Restore *sig*'s previous disposition; False if we had no handler for it."""
+        if self._closed:
+            return False
+        return self._signals.remove(sig)
+
+    # -- errors ------------------------------------------------------------
+
+    def set_exception_handler(self, handler: Optional[ExceptionHandler]) -> None:
+        """Route callback errors to ``handler(reactor, context)``; None restores the default.
+
+        *context* is a dict with at least ``message``, usually ``exception``
+        and ``handle`` (asyncio's convention, so handlers can be shared).
+        """
+        if handler is not None and not callable(handler):
+            raise TypeError(f"a callable object or None was expected, got {handler!r}")
+        self._exception_handler = handler
+
+    def get_exception_handler(self) -> Optional[ExceptionHandler]:
+        return self._exception_handler
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        """Log *context* at ERROR level on the ``reactor`` logger, with its traceback."""
+        message = context.get("message") or "Unhandled exception in reactor"
+        exc = context.get("exception")
+        exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else False
+        details = [f"{key}: {value!r}" for key, value in sorted(context.items())
+                   if key not in ("message", "exception")]
+        logger.error("\n".join([message, *details]), exc_info=exc_info)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        """Report an error; never raises (except KeyboardInterrupt/SystemExit)."""
+        handler = self._exception_handler
+        try:
+            if handler is None:
+                self.default_exception_handler(context)
+            else:
+                handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            # A broken handler must not stop the loop; a broken logger must
+            # not either, so this last resort avoids default_exception_handler.
+            try:
+                logger.error(
+                    "Exception in the exception handler %s while handling: %s",
+                    describe_callback(handler) if handler is not None else "(default)",
+                    context.get("message"),
+                    exc_info=exc,
+                )
+            except Exception:  # pragma: no cover - logging itself is broken
+                pass
+
+
+def _check_callable(callback: Any, method: str) -> None:
+    if not callable(callback):
+        raise TypeError(f"{method}() expects a callable, got {callback!r}")

@@ -1,0 +1,56 @@
+"""Shared fixtures: the selector matrix, hypothesis profiles, and loop drivers."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import time
+from typing import Callable, Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from reactor import Reactor
+
+# A fast profile for CI and a deep one for long runs (HYPOTHESIS_PROFILE=deep).
+settings.register_profile(
+    "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "deep", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# Every selector class this platform offers: the loop must behave the same
+# on each (CPython's test_events.py runs its suite per selector the same way).
+SELECTOR_CLASSES = [
+    getattr(selectors, name)
+    for name in ("SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector", "KqueueSelector")
+    if hasattr(selectors, name)
+]
+
+
+@pytest.fixture(params=SELECTOR_CLASSES, ids=lambda cls: cls.__name__)
+def selector_class(request: pytest.FixtureRequest) -> type[selectors.BaseSelector]:
+    return request.param
+
+
+@pytest.fixture
+def reactor(selector_class: type[selectors.BaseSelector]) -> Iterator[Reactor]:
+    r = Reactor(selector=selector_class())
+    yield r
+    r.close()
+
+
+def run_until(reactor: Reactor, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Step *reactor* until *condition()* holds; fail after *timeout* seconds.
+
+    The synchronisation primitive of these tests: never sleep, drive the loop
+    and look at state, with a deadline so a bug fails instead of hanging.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"condition not reached within {timeout}s")
+        reactor.run_once(min(remaining, 0.1))
