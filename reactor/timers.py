@@ -14,8 +14,9 @@ request would grow the heap without bound. So the queue counts its dead
 entries, and when they are the majority of a heap of non-trivial size it
 rebuilds the heap from the live ones. Each rebuild removes more than half of
 the entries, so its O(n) cost is paid for by the cancellations that caused it:
-amortised O(1) per cancel, and the heap stays at most about twice the number
-of live timers.
+amortised O(1) per cancel. The check runs after every cancel and every pop, so
+after either, a heap of more than MIN_COMPACT_SIZE entries is at least half
+live.
 
 This module knows nothing about clocks or sockets: the reactor asks it two
 questions, "when is the next deadline?" and "which timers are due at time
@@ -65,6 +66,9 @@ class TimerQueue:
     def note_cancelled(self) -> None:
         """Called by TimerHandle.cancel() for a handle that is in the heap."""
         self._cancelled += 1
+        self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
         size = len(self._heap)
         if size > MIN_COMPACT_SIZE and self._cancelled * 2 > size:
             self._compact()
@@ -107,6 +111,8 @@ class TimerQueue:
                 self._cancelled -= 1
             else:
                 ready.append(handle)
+        # Popping live timers can leave the dead ones in the majority.
+        self._maybe_compact()
 
     def clear(self) -> None:
         for _, _, handle in self._heap:

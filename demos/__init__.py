@@ -1,0 +1,1 @@
+"""Small runnable programs built on the reactor, written to be read."""

@@ -1,0 +1,1 @@
+"""The reactor test suite; layout mirrors the layers (see docs/ARCHITECTURE.md)."""
