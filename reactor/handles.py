@@ -25,7 +25,7 @@ import reprlib
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover - import for type hints only
-    from .loop import Reactor
+    from .loop import BaseReactor as Reactor
 
 __all__ = ["Handle", "TimerHandle", "describe_callback"]
 

@@ -62,7 +62,7 @@ from .signals import SignalHandlers
 from .timers import TimerQueue
 from .waker import Waker
 
-__all__ = ["Reactor", "MAX_SELECT_TIMEOUT", "ExceptionHandler", "FileLike"]
+__all__ = ["BaseReactor", "MAX_SELECT_TIMEOUT", "ExceptionHandler", "FileLike"]
 
 logger = logging.getLogger("reactor")
 
@@ -72,11 +72,15 @@ logger = logging.getLogger("reactor")
 MAX_SELECT_TIMEOUT = 24 * 3600.0
 
 FileLike = Union[int, Any]  # an fd, or any object with a fileno() method
-ExceptionHandler = Callable[["Reactor", "dict[str, Any]"], Any]
+ExceptionHandler = Callable[["BaseReactor", "dict[str, Any]"], Any]
 
 
-class Reactor:
+class BaseReactor:
     """A single-threaded event loop on the standard ``selectors`` module.
+
+    This class is the loop alone: timers, file descriptors, threads and
+    signals. ``reactor.Reactor`` (``network.py``) adds the TCP, Unix and UDP
+    front doors on top of it; use that one.
 
     *selector*: any ``selectors.BaseSelector``; the reactor owns it and closes
     it in ``close()``. Default: ``selectors.DefaultSelector()``.
@@ -112,7 +116,7 @@ class Reactor:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._running else "idle"
         return (
-            f"<Reactor {state} selector={type(self._selector).__name__} "
+            f"<{type(self).__name__} {state} selector={type(self._selector).__name__} "
             f"ready={len(self._ready)} timers={len(self._timers)}>"
         )
 
@@ -179,7 +183,7 @@ class Reactor:
         self._selector.close()
         self._waker.close()
 
-    def __enter__(self) -> Reactor:
+    def __enter__(self) -> "BaseReactor":
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

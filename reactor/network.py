@@ -1,0 +1,74 @@
+"""``Reactor``: the core loop plus its network front doors.
+
+``loop.BaseReactor`` knows only file descriptors, timers, threads and
+signals. This class adds one thin method per kind of endpoint, each handing
+the real work to the module of its layer (``streams.py`` for TCP and Unix);
+so the loop stays ignorant of networking, and a reader can find the code for
+a front door by its name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from . import streams
+from .loop import BaseReactor
+from .streams import Connector, Listener, PathLike
+from .transports import StreamTransport
+
+__all__ = ["Reactor"]
+
+ProtocolFactory = Callable[[], Any]
+
+
+class Reactor(BaseReactor):
+    """The event loop, with TCP and Unix servers and clients.
+
+    See ``BaseReactor`` for scheduling, I/O registration and lifecycle.
+    """
+
+    def listen_tcp(self, factory: ProtocolFactory, host: Optional[str] = None, port: int = 0, *,
+                   backlog: int = streams.DEFAULT_BACKLOG, reuse_port: bool = False,
+                   max_connections: Optional[int] = None, nodelay: bool = True,
+                   transport_setup: Optional[Callable[[StreamTransport], None]] = None) -> Listener:
+        """Serve ``factory()`` protocols on TCP; ``host=None`` listens on every family.
+
+        *port* 0 picks a free port (the same one for every family); read it
+        from ``listener.address``. *max_connections*: while that many
+        connections are open, new peers wait in the kernel's backlog.
+        *transport_setup* is called with each new transport before its
+        protocol's ``connection_made`` (e.g. to set buffer limits).
+        TCP_NODELAY is set on every connection unless *nodelay* is False.
+        """
+        self._check_closed()
+        return streams.listen_tcp(self, factory, host, port, backlog=backlog, reuse_port=reuse_port,
+                                  max_connections=max_connections, nodelay=nodelay,
+                                  transport_setup=transport_setup)
+
+    def connect_tcp(self, factory: ProtocolFactory, host: str, port: int, *,
+                    timeout: Optional[float] = None, local_addr: Any = None, family: int = 0,
+                    nodelay: bool = True) -> Connector:
+        """Start connecting to *host*:*port*; returns a ``Connector`` at once.
+
+        The outcome arrives through ``connector.add_done_callback(fn)``:
+        ``connector.transport`` on success, ``connector.exception`` on failure
+        (``ConnectionRefusedError``, ``OSError`` for an unreachable network,
+        ``ConnectTimeout`` after *timeout* seconds, ``socket.gaierror``).
+        """
+        self._check_closed()
+        return streams.connect_tcp(self, factory, host, port, timeout=timeout,
+                                   local_addr=local_addr, family=family, nodelay=nodelay)
+
+    def listen_unix(self, factory: ProtocolFactory, path: PathLike, *,
+                    backlog: int = streams.DEFAULT_BACKLOG, max_connections: Optional[int] = None,
+                    transport_setup: Optional[Callable[[StreamTransport], None]] = None) -> Listener:
+        """Serve on a Unix socket at *path* (a stale socket file there is replaced)."""
+        self._check_closed()
+        return streams.listen_unix(self, factory, path, backlog=backlog,
+                                   max_connections=max_connections, transport_setup=transport_setup)
+
+    def connect_unix(self, factory: ProtocolFactory, path: PathLike, *,
+                     timeout: Optional[float] = None) -> Connector:
+        """Start connecting to the Unix socket at *path*; returns a ``Connector``."""
+        self._check_closed()
+        return streams.connect_unix(self, factory, path, timeout=timeout)

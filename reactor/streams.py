@@ -1,0 +1,529 @@
+"""Stream servers and clients: listening, accepting, and connecting, over TCP and Unix.
+
+Theory of operation
+-------------------
+**Listening.** ``listen_tcp`` binds one socket per address family the host
+resolves to (``host=None``: every family, IPv6 sockets set ``IPV6_V6ONLY`` so
+IPv4 and IPv6 can share the port) and registers ``Listener._on_acceptable``
+as each socket's reader. A readable listening socket means "connections are
+waiting"; we accept at most ``ACCEPT_BATCH`` of them per event, then return
+to the loop so that established connections (and timers) get their turn.
+
+**Running out of file descriptors.** When ``accept()`` fails with EMFILE or
+ENFILE, the waiting connection stays in the kernel's queue, so the listener
+stays readable, and a level-triggered selector calls us straight back: the
+classic 100% CPU spin. Closing the listener would end the service for good.
+Instead we use the reserved-fd trick (libuv's ``uv__emfile_trick``, Twisted's
+``_reservedFD``): each listener keeps one spare descriptor open on
+``/dev/null``. On EMFILE it closes the spare, accepts and immediately closes
+the waiting connections (the peers see their connection closed, promptly,
+instead of hanging), and re-opens the spare. If even that fails (ENFILE: the
+whole system is out), the listener stops watching its socket for
+``ACCEPT_RETRY_DELAY`` seconds. Either way the loop keeps serving existing
+connections, the listener survives, and the event is logged once per burst
+(a burst ends at the next successful accept). ``Listener.accepts_shed``
+counts the peers turned away.
+
+**Connection limit.** With ``max_connections=N``, the listener stops
+accepting while N of its connections are open and starts again when one
+closes. Peers that arrive meanwhile wait in the kernel's listen backlog (and
+beyond it, the kernel refuses or drops them); none is accepted only to be
+closed.
+
+**Connecting** (``Connector``). ``connect_tcp`` resolves the host (a blocking
+``getaddrinfo``: pass an address literal to avoid it, since the loop runs no
+resolver thread), then tries each address in turn with a non-blocking
+``connect``: the socket becomes writable when the handshake ends, and
+``SO_ERROR`` says how. The caller gets a ``Connector`` at once: it says
+whether the attempt is done, and gives the transport or the exception
+(``ConnectionRefusedError``, an unreachable host's ``OSError``,
+``ConnectTimeout``) to ``add_done_callback`` callbacks.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
+
+from .errors import ConnectTimeout
+from .transports import StreamTransport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .loop import BaseReactor
+
+__all__ = ["Listener", "Connector", "listen_tcp", "connect_tcp", "listen_unix", "connect_unix",
+           "ACCEPT_BATCH", "ACCEPT_RETRY_DELAY", "DEFAULT_BACKLOG"]
+
+logger = logging.getLogger("reactor")
+
+DEFAULT_BACKLOG = 100  # asyncio's default
+# Accepts per readiness event: enough to drain a burst quickly, few enough
+# that a connection storm cannot starve established connections.
+ACCEPT_BATCH = 64
+# asyncio's constant: how long to stop accepting when even shedding fails.
+ACCEPT_RETRY_DELAY = 1.0
+_FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# Errors that concern one waiting peer, not the listener: the peer gave up
+# while queued (ECONNABORTED, as ConnectionAbortedError), or a firewall
+# refused it (EPERM, as PermissionError). Skip the peer and go on.
+_SKIP_PEER = (ConnectionAbortedError, PermissionError)
+
+ProtocolFactory = Callable[[], Any]
+PathLike = Union[str, bytes, "os.PathLike[str]"]
+
+
+def _reserve_fd() -> Optional[int]:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+
+
+class Listener:
+    """Listening sockets that turn accepted connections into transports.
+
+    ``address`` is the first socket's address (with the real port when 0 was
+    asked for); ``sockets`` all of them. ``close()`` stops accepting and
+    closes the listening sockets; connections already accepted live on
+    (``close_connections()`` closes them too).
+    """
+
+    def __init__(
+        self,
+        reactor: "BaseReactor",
+        sockets: Sequence[socket.socket],
+        factory: ProtocolFactory,
+        *,
+        max_connections: Optional[int] = None,
+        nodelay: bool = True,
+        unix_path: Optional[Any] = None,
+        transport_setup: Optional[Callable[[StreamTransport], None]] = None,
+    ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1 or None, got {max_connections!r}")
+        self._reactor = reactor
+        self._sockets = tuple(sockets)
+        self._factory = factory
+        self._max_connections = max_connections
+        self._nodelay = nodelay
+        self._unix_path = unix_path
+        self._unix_inode: Optional[tuple[int, int]] = None
+        self._transport_setup = transport_setup
+        self.connections: set[StreamTransport] = set()
+        self.accepts_shed = 0
+        self._reserve = _reserve_fd()
+        self._fd_burst = False  # in an EMFILE burst (logged already)
+        self._accepting = False
+        self._closed = False
+        self._retry_timer: Any = None
+        if unix_path is not None and not _is_abstract(unix_path):
+            st = os.stat(unix_path)
+            self._unix_inode = (st.st_dev, st.st_ino)
+        self._start_accepting()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "accepting" if self._accepting else "paused"
+        return f"<Listener {self.address!r} {state} connections={len(self.connections)}>"
+
+    @property
+    def address(self) -> Any:
+        return self._sockets[0].getsockname() if not self._closed else None
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return self._sockets
+
+    def is_serving(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        """Stop accepting and close the listening sockets. Idempotent."""
+        if self._closed:
+            return
+        self._stop_accepting()
+        self._closed = True
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        for sock in self._sockets:
+            sock.close()
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+        if self._unix_inode is not None:
+            # Remove the socket file only if it is still ours.
+            try:
+                st = os.stat(self._unix_path)
+                if (st.st_dev, st.st_ino) == self._unix_inode:
+                    os.unlink(self._unix_path)
+            except OSError:
+                pass
+
+    def close_connections(self) -> None:
+        """close() every connection this listener accepted (each flushes first)."""
+        for transport in list(self.connections):
+            transport.close()
+
+    # -- accepting ---------------------------------------------------------
+
+    def _start_accepting(self) -> None:
+        if self._accepting or self._closed:
+            return
+        self._accepting = True
+        for sock in self._sockets:
+            self._reactor.add_reader(sock, self._on_acceptable, sock)
+
+    def _stop_accepting(self) -> None:
+        if not self._accepting:
+            return
+        self._accepting = False
+        for sock in self._sockets:
+            self._reactor.remove_reader(sock)
+
+    def _on_acceptable(self, lsock: socket.socket) -> None:
+        for _ in range(ACCEPT_BATCH):
+            if self._max_connections is not None and len(self.connections) >= self._max_connections:
+                self._stop_accepting()  # _detach() starts again
+                return
+            try:
+                conn, _addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except _SKIP_PEER:
+                continue
+            except OSError as exc:
+                if exc.errno in _FD_EXHAUSTED:
+                    self._out_of_descriptors(lsock, exc)
+                else:
+                    self._reactor.call_exception_handler({
+                        "message": f"accept() failed on {lsock.getsockname()!r}",
+                        "exception": exc, "listener": self})
+                return
+            self._fd_burst = False
+            self._new_connection(conn)
+            if self._closed:  # a protocol closed us from connection_made
+                return
+
+    def _new_connection(self, conn: socket.socket) -> None:
+        try:
+            conn.setblocking(False)
+            if self._nodelay and conn.family in (socket.AF_INET, socket.AF_INET6):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            protocol = self._factory()
+        except Exception as exc:
+            conn.close()
+            self._reactor.call_exception_handler({
+                "message": "the protocol factory raised; connection closed",
+                "exception": exc, "listener": self})
+            return
+        transport = StreamTransport(self._reactor, conn, protocol, server=self)
+        self.connections.add(transport)
+        if self._transport_setup is not None:
+            self._transport_setup(transport)
+
+    def _detach(self, transport: StreamTransport) -> None:
+        self.connections.discard(transport)
+        if (self._max_connections is not None and not self._accepting and self._retry_timer is None
+                and len(self.connections) < self._max_connections):
+            self._start_accepting()
+
+    def _out_of_descriptors(self, lsock: socket.socket, exc: OSError) -> None:
+        if not self._fd_burst:
+            self._fd_burst = True
+            logger.warning("accept() on %r failed: %s; turning away waiting peers until "
+                           "descriptors are free (logged once per burst)", lsock.getsockname(), exc)
+        shed = 0
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+            try:
+                while shed < ACCEPT_BATCH:
+                    fd, _ = lsock._accept()  # type: ignore[attr-defined]  # a bare fd: no object to finalise
+                    os.close(fd)
+                    shed += 1
+            except OSError:
+                pass  # BlockingIOError: all shed; anything else: the backoff below
+            finally:
+                self._reserve = _reserve_fd()
+        self.accepts_shed += shed
+        if shed == 0:
+            # The trick did not help (no spare fd, or the whole system is
+            # out): stop watching the listener for a while instead of spinning.
+            self._stop_accepting()
+            self._retry_timer = self._reactor.call_later(ACCEPT_RETRY_DELAY, self._retry_accepting)
+
+    def _retry_accepting(self) -> None:
+        self._retry_timer = None
+        self._start_accepting()
+
+
+def _is_abstract(path: Any) -> bool:
+    p = os.fspath(path)
+    return p[:1] in ("\0", b"\0")
+
+
+def _bind_tcp(host: Optional[str], port: int, backlog: int, reuse_port: bool) -> list[socket.socket]:
+    infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    seen: set[tuple[Any, ...]] = set()
+    socks: list[socket.socket] = []
+    bound_port: Optional[int] = None
+    try:
+        for family, type_, proto, _, sockaddr in infos:
+            if (family, sockaddr) in seen:
+                continue
+            seen.add((family, sockaddr))
+            sock = socket.socket(family, type_, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and bound_port is not None:
+                # One port for every family, not one random port each.
+                sockaddr = (sockaddr[0], bound_port) + tuple(sockaddr[2:])
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                if host is None and exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                    socks.pop().close()  # this family is not configured here
+                    continue
+                raise OSError(exc.errno, f"cannot listen on {sockaddr!r}: {exc.strerror}") from None
+            sock.listen(backlog)
+            sock.setblocking(False)
+            bound_port = sock.getsockname()[1]
+        if not socks:
+            raise OSError(errno.EADDRNOTAVAIL, f"no address to listen on for host={host!r}")
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def listen_tcp(reactor: "BaseReactor", factory: ProtocolFactory, host: Optional[str] = None,
+               port: int = 0, *, backlog: int = DEFAULT_BACKLOG, reuse_port: bool = False,
+               max_connections: Optional[int] = None, nodelay: bool = True,
+               transport_setup: Optional[Callable[[StreamTransport], None]] = None) -> Listener:
+    _check_factory(factory)
+    socks = _bind_tcp(host, port, backlog, reuse_port)
+    try:
+        return Listener(reactor, socks, factory, max_connections=max_connections, nodelay=nodelay,
+                        transport_setup=transport_setup)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+
+
+def listen_unix(reactor: "BaseReactor", factory: ProtocolFactory, path: PathLike, *,
+                backlog: int = DEFAULT_BACKLOG, max_connections: Optional[int] = None,
+                transport_setup: Optional[Callable[[StreamTransport], None]] = None) -> Listener:
+    _check_factory(factory)
+    if not _is_abstract(path):
+        # A socket file left by a dead server would make bind() fail; remove
+        # it (asyncio does the same). Anything that is not a socket is kept.
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(os.fspath(path))
+        sock.listen(backlog)
+        sock.setblocking(False)
+        return Listener(reactor, [sock], factory, max_connections=max_connections,
+                        unix_path=path, transport_setup=transport_setup)
+    except BaseException:
+        sock.close()
+        raise
+
+
+class Connector:
+    """A connection attempt: pending, then connected (``transport``) or failed (``exception``).
+
+    ``add_done_callback(fn)`` calls ``fn(connector)`` from the loop once the
+    attempt is over (at once, via ``call_soon``, if it already is).
+    ``cancel()`` abandons a pending attempt.
+    """
+
+    def __init__(self, reactor: "BaseReactor", factory: ProtocolFactory,
+                 addresses: list[tuple[int, int, int, Any]], description: str,
+                 timeout: Optional[float], nodelay: bool, local_addr: Any) -> None:
+        self._reactor = reactor
+        self._factory = factory
+        self._addresses = addresses
+        self._description = description
+        self._nodelay = nodelay
+        self._local_addr = local_addr
+        self._sock: Optional[socket.socket] = None
+        self._callbacks: list[Callable[["Connector"], Any]] = []
+        self._timer: Any = None
+        self._state = "pending"
+        self.transport: Optional[StreamTransport] = None
+        self.protocol: Any = None
+        self.exception: Optional[BaseException] = None
+        if timeout is not None:
+            self._timer = reactor.call_later(timeout, self._timed_out, timeout)
+
+    def __repr__(self) -> str:
+        return f"<Connector {self._description} {self._state}>"
+
+    def done(self) -> bool:
+        return self._state != "pending"
+
+    def cancelled(self) -> bool:
+        return self._state == "cancelled"
+
+    def result(self) -> StreamTransport:
+        """The transport; raises the failure; RuntimeError while pending."""
+        if self._state == "pending":
+            raise RuntimeError("the connection attempt is still pending")
+        if self._state == "cancelled":
+            raise ConnectionAbortedError(f"connection to {self._description} was cancelled")
+        if self.exception is not None:
+            raise self.exception
+        assert self.transport is not None
+        return self.transport
+
+    def add_done_callback(self, fn: Callable[["Connector"], Any]) -> None:
+        if self.done():
+            self._reactor.call_soon(fn, self)
+        else:
+            self._callbacks.append(fn)
+
+    def cancel(self) -> bool:
+        if self.done():
+            return False
+        self._finish("cancelled", None)
+        return True
+
+    # -- the attempt -------------------------------------------------------
+
+    def _try_next(self, last_error: Optional[BaseException] = None) -> None:
+        while self._addresses:
+            family, type_, proto, sockaddr = self._addresses.pop(0)
+            try:
+                sock = socket.socket(family, type_, proto)
+            except OSError as exc:
+                last_error = exc
+                continue
+            self._sock = sock
+            try:
+                sock.setblocking(False)
+                if self._nodelay and family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self._local_addr is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind(self._local_addr)
+                err = sock.connect_ex(sockaddr)
+            except OSError as exc:
+                err, last_error = None, exc
+            if err == 0:
+                self._connected()
+                return
+            if err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN) and family != socket.AF_UNIX:
+                self._reactor.add_writer(sock, self._on_writable)
+                return
+            if err is not None:
+                if family == socket.AF_UNIX and err == errno.EAGAIN:
+                    last_error = BlockingIOError(err, f"the server's backlog is full: {sockaddr!r}")
+                else:
+                    last_error = OSError(err, f"{os.strerror(err)}: {_fmt(sockaddr)}")
+                    last_error = _as_builtin_error(last_error)
+            self._close_sock()
+        self._finish("failed", last_error or OSError(f"no address to connect to for {self._description}"))
+
+    def _on_writable(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        self._reactor.remove_writer(sock)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            error = _as_builtin_error(OSError(err, f"{os.strerror(err)}: {self._description}"))
+            self._close_sock()
+            self._try_next(error)
+            return
+        self._connected()
+
+    def _connected(self) -> None:
+        sock, self._sock = self._sock, None
+        assert sock is not None
+        try:
+            protocol = self._factory()
+        except Exception as exc:
+            sock.close()
+            self._finish("failed", exc)
+            return
+        self.protocol = protocol
+        self.transport = StreamTransport(self._reactor, sock, protocol)
+        self._finish("connected", None)
+
+    def _timed_out(self, timeout: float) -> None:
+        self._timer = None
+        if not self.done():
+            self._finish("failed", ConnectTimeout(
+                f"connecting to {self._description} timed out after {timeout:g}s"))
+
+    def _close_sock(self) -> None:
+        if self._sock is not None:
+            self._reactor.remove_writer(self._sock)
+            self._sock.close()
+            self._sock = None
+
+    def _finish(self, state: str, exc: Optional[BaseException]) -> None:
+        self._close_sock()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._state = state
+        self.exception = exc
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            self._reactor.call_soon(fn, self)
+
+
+def _as_builtin_error(exc: OSError) -> OSError:
+    """OSError(errno, msg) -> the matching subclass (ConnectionRefusedError, ...)."""
+    return OSError(exc.errno, exc.strerror)  # OSError.__new__ picks the subclass
+
+
+def _fmt(sockaddr: Any) -> str:
+    if isinstance(sockaddr, tuple):
+        host, port = sockaddr[:2]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return repr(sockaddr)
+
+
+def connect_tcp(reactor: "BaseReactor", factory: ProtocolFactory, host: str, port: int, *,
+                timeout: Optional[float] = None, local_addr: Any = None, family: int = 0,
+                nodelay: bool = True) -> Connector:
+    _check_factory(factory)
+    description = _fmt((host, port))
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+        addresses = [(f, t, p, sa) for f, t, p, _, sa in infos]
+        error: Optional[BaseException] = None
+    except socket.gaierror as exc:
+        addresses, error = [], exc
+    connector = Connector(reactor, factory, addresses, description, timeout, nodelay, local_addr)
+    connector._try_next(error)
+    return connector
+
+
+def connect_unix(reactor: "BaseReactor", factory: ProtocolFactory, path: PathLike, *,
+                 timeout: Optional[float] = None) -> Connector:
+    _check_factory(factory)
+    addresses = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, os.fspath(path))]
+    connector = Connector(reactor, factory, addresses, repr(os.fspath(path)), timeout, False, None)
+    connector._try_next()
+    return connector
+
+
+def _check_factory(factory: Any) -> None:
+    if not callable(factory):
+        raise TypeError(f"a protocol factory must be callable, got {factory!r}")
