@@ -1,0 +1,209 @@
+"""The send buffer alone, and the transport's write path against a fake socket."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reactor import Protocol, Reactor
+from reactor.buffers import COALESCE_LIMIT, SendBuffer
+
+payloads = st.one_of(
+    st.binary(max_size=64),
+    st.binary(min_size=COALESCE_LIMIT - 2, max_size=COALESCE_LIMIT + 2),
+    st.integers(min_value=0, max_value=20_000).map(lambda n: bytes(range(256)) * (n // 256) + b"x" * (n % 256)),
+)
+kinds = st.sampled_from(["bytes", "bytearray", "memoryview", "memoryview-of-bytearray"])
+
+
+def as_kind(data: bytes, kind: str):
+    if kind == "bytes":
+        return data
+    if kind == "bytearray":
+        return bytearray(data)
+    if kind == "memoryview":
+        return memoryview(data)
+    return memoryview(bytearray(data))
+
+
+@given(ops=st.lists(st.one_of(
+    st.tuples(st.just("write"), payloads, kinds),
+    st.tuples(st.just("send"), st.integers(min_value=1, max_value=64), st.integers(min_value=0, max_value=50_000)),
+), max_size=40))
+def test_buffer_delivers_every_byte_once_in_order(ops):
+    buf, written, sent = SendBuffer(), bytearray(), bytearray()
+    for op in ops:
+        if op[0] == "write":
+            data = as_kind(op[1], op[2])
+            buf.append(data)
+            written += op[1]
+            if not isinstance(data, bytes):  # the caller reuses its buffer
+                target = data.obj if isinstance(data, memoryview) and isinstance(data.obj, bytearray) else data
+                if isinstance(target, bytearray) and len(target):
+                    target[0] ^= 0xFF
+        elif buf:
+            _, max_count, budget = op
+            views = buf.views(max_count)
+            assert 1 <= len(views) <= max_count
+            taken = b"".join(bytes(v) for v in views)[:budget]  # the kernel takes a prefix
+            del views
+            buf.advance(len(taken))
+            sent += taken
+        assert len(buf) == len(written) - len(sent)
+    while buf:
+        chunk = bytes(buf.first())
+        buf.advance(len(chunk))
+        sent += chunk
+    assert sent == written
+
+
+def test_large_bytes_are_not_copied():
+    payload = b"x" * (COALESCE_LIMIT * 4)
+    buf = SendBuffer()
+    buf.append(payload)
+    buf.advance(10)
+    view = buf.first()
+    assert view.obj is payload and len(view) == len(payload) - 10
+
+
+def test_small_writes_are_coalesced_into_one_chunk():
+    buf = SendBuffer()
+    for _ in range(100):
+        buf.append(b"line\r\n")
+    assert buf.chunk_count() == 1 and len(buf) == 600
+
+
+def test_exported_tail_is_sealed_not_resized():
+    buf = SendBuffer()
+    buf.append(b"abc")
+    views = buf.views(8)  # held, as sendmsg would during the call
+    buf.append(b"def")  # must not resize the viewed bytearray (BufferError)
+    assert bytes(views[0]) == b"abc" and buf.chunk_count() == 2
+
+
+def test_advance_past_the_end_is_an_error():
+    buf = SendBuffer()
+    buf.append(b"abc")
+    with pytest.raises(ValueError):
+        buf.advance(4)
+    with pytest.raises(ValueError):
+        buf.advance(-1)
+    assert len(buf) == 3
+
+
+# -- the transport's write path, with a socket that takes what it likes -------------
+
+class FlakySocket:
+    """A stream socket whose send()/sendmsg() follow a script.
+
+    Each step of *schedule* is an int (take at most that many bytes), or
+    "block" (BlockingIOError) or "intr" (InterruptedError); past its end,
+    everything is taken. The selector watches a real socketpair end, which is
+    always writable, so the reactor calls the writer whenever it is registered.
+    """
+
+    family = socket.AF_UNIX
+
+    def __init__(self, schedule):
+        self._real, self._other = socket.socketpair()
+        self._schedule = list(schedule)
+        self.received = bytearray()
+        self.sendmsg_calls = 0
+
+    def fileno(self):
+        return self._real.fileno()
+
+    def setblocking(self, flag):
+        pass
+
+    def getsockname(self):
+        return "fake"
+
+    def getpeername(self):
+        return "peer"
+
+    def _take(self, data: bytes) -> int:
+        step = self._schedule.pop(0) if self._schedule else len(data)
+        if step == "block":
+            raise BlockingIOError
+        if step == "intr":
+            raise InterruptedError
+        n = min(step, len(data))
+        self.received += data[:n]
+        return n
+
+    def send(self, data):
+        return self._take(bytes(data))
+
+    def sendmsg(self, buffers):
+        self.sendmsg_calls += 1
+        return self._take(b"".join(bytes(b) for b in buffers))
+
+    def recv(self, n):
+        raise BlockingIOError
+
+    def shutdown(self, how):
+        pass
+
+    def close(self):
+        self._real.close()
+        self._other.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+step = st.one_of(st.integers(min_value=0, max_value=5000), st.sampled_from(["block", "intr"]))
+
+
+@settings(max_examples=60)
+@given(writes=st.lists(st.tuples(payloads, kinds, st.integers(min_value=0, max_value=2)), max_size=25),
+       schedule=st.lists(step, max_size=60))
+def test_transport_delivers_all_writes_in_order_whatever_the_socket_takes(writes, schedule):
+    sock = FlakySocket(schedule)
+    events = []
+
+    class Writer(Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def pause_writing(self):
+            events.append("pause")
+
+        def resume_writing(self):
+            events.append("resume")
+
+        def connection_lost(self, exc):
+            events.append(("lost", exc))
+
+    protocol = Writer()
+    with Reactor() as reactor, sock:
+        from reactor.transports import StreamTransport
+        transport = StreamTransport(reactor, sock, protocol)
+        transport.set_write_buffer_limits(high=8000, low=2000)
+        reactor.run_once(0)  # connection_made
+        expected = bytearray()
+        for data, kind, iterations in writes:
+            transport.write(as_kind(data, kind))
+            expected += data
+            assert transport.get_write_buffer_size() == len(expected) - len(sock.received)
+            for _ in range(iterations):
+                reactor.run_once(0)
+        transport.close()
+        for _ in range(len(schedule) + 2 * len(writes) + 10):
+            if events and events[-1] == ("lost", None):
+                break
+            reactor.run_once(0)
+        assert events[-1] == ("lost", None)
+    assert bytes(sock.received) == bytes(expected)
+    # pause and resume strictly alternate, starting with pause, and the
+    # drained buffer ends resumed
+    flow = [e for e in events if e in ("pause", "resume")]
+    assert flow == ["pause", "resume"] * (len(flow) // 2)
+
