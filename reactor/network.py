@@ -25,7 +25,38 @@ class Reactor(BaseReactor):
     """The event loop, with TCP and Unix servers and clients.
 
     See ``BaseReactor`` for scheduling, I/O registration and lifecycle.
+
+    ``close()`` also closes every listener and pending connection attempt
+    and aborts every connection still open (each protocol still gets its one
+    ``connection_lost``), so closing the reactor releases every socket it
+    opened.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connections: set[StreamTransport] = set()
+        self._endpoints: set[Any] = set()  # listeners and pending connectors
+        super().__init__(*args, **kwargs)
+
+    def close(self) -> None:
+        if self._running:
+            raise RuntimeError("cannot close a running reactor; call stop() first")
+        if not self._closed:
+            for endpoint in list(self._endpoints):
+                endpoint.close() if isinstance(endpoint, Listener) else endpoint.cancel()
+            for transport in list(self._connections):
+                transport._shutdown()
+        super().close()
+
+    def connections(self) -> list[StreamTransport]:
+        """Every stream transport open on this reactor (for monitors and shutdown)."""
+        return list(self._connections)
+
+    # Called by the transports and endpoints of this reactor.
+    def _connection_opened(self, transport: StreamTransport) -> None:
+        self._connections.add(transport)
+
+    def _connection_closed(self, transport: StreamTransport) -> None:
+        self._connections.discard(transport)
 
     def listen_tcp(self, factory: ProtocolFactory, host: Optional[str] = None, port: int = 0, *,
                    backlog: int = streams.DEFAULT_BACKLOG, reuse_port: bool = False,

@@ -53,7 +53,7 @@ from .errors import ConnectTimeout
 from .transports import StreamTransport
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .loop import BaseReactor
+    from .network import Reactor as BaseReactor
 
 __all__ = ["Listener", "Connector", "listen_tcp", "connect_tcp", "listen_unix", "connect_unix",
            "ACCEPT_BATCH", "ACCEPT_RETRY_DELAY", "DEFAULT_BACKLOG"]
@@ -123,6 +123,7 @@ class Listener:
         if unix_path is not None and not _is_abstract(unix_path):
             st = os.stat(unix_path)
             self._unix_inode = (st.st_dev, st.st_ino)
+        reactor._endpoints.add(self)
         self._start_accepting()
 
     def __repr__(self) -> str:
@@ -146,6 +147,7 @@ class Listener:
             return
         self._stop_accepting()
         self._closed = True
+        self._reactor._endpoints.discard(self)
         if self._retry_timer is not None:
             self._retry_timer.cancel()
         for sock in self._sockets:
@@ -369,6 +371,7 @@ class Connector:
         self.exception: Optional[BaseException] = None
         if timeout is not None:
             self._timer = reactor.call_later(timeout, self._timed_out, timeout)
+        reactor._endpoints.add(self)
 
     def __repr__(self) -> str:
         return f"<Connector {self._description} {self._state}>"
@@ -482,6 +485,7 @@ class Connector:
             self._timer = None
         self._state = state
         self.exception = exc
+        self._reactor._endpoints.discard(self)
         callbacks, self._callbacks = self._callbacks, []
         for fn in callbacks:
             self._reactor.call_soon(fn, self)

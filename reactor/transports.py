@@ -52,7 +52,7 @@ from .errors import WriteBufferOverflow
 from .protocols import BufferedProtocol
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .loop import BaseReactor
+    from .network import Reactor
 
 __all__ = ["StreamTransport", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER", "MAX_READ_SIZE", "IOV_MAX"]
 
@@ -76,7 +76,7 @@ class StreamTransport:
 
     def __init__(
         self,
-        reactor: "BaseReactor",
+        reactor: "Reactor",
         sock: socket.socket,
         protocol: Any,
         *,
@@ -113,6 +113,9 @@ class StreamTransport:
         # Per-connection statistics.
         self.bytes_received = 0
         self.bytes_sent = 0
+        self._finished = False  # connection_lost called and socket closed
+        self._lost_exc: Optional[BaseException] = None
+        reactor._connection_opened(self)
         reactor.call_soon(self._start)
 
     def __repr__(self) -> str:
@@ -168,9 +171,26 @@ class StreamTransport:
         if self._lost:
             return
         self._lost = True
+        self._lost_exc = exc
         self._reactor.call_soon(self._call_connection_lost, exc)
 
+    def _shutdown(self) -> None:
+        """The reactor is closing: finish now, since queued callbacks will never run.
+
+        Buffered data is dropped; ``connection_lost`` still runs exactly once.
+        """
+        if self._finished:
+            return
+        self._reactor.remove_reader(self._sock)
+        self._reactor.remove_writer(self._sock)
+        self._closing = self._lost = True
+        self._buffer.clear()
+        self._call_connection_lost(self._lost_exc)
+
     def _call_connection_lost(self, exc: Optional[BaseException]) -> None:
+        if self._finished:
+            return
+        self._finished = True
         try:
             self._protocol.connection_lost(exc)
         except Exception as error:
@@ -179,6 +199,7 @@ class StreamTransport:
                 "exception": error, "transport": self, "protocol": self._protocol})
         finally:
             self._sock.close()
+            self._reactor._connection_closed(self)
             server, self._server = self._server, None
             if server is not None:
                 server._detach(self)
