@@ -620,3 +620,22 @@ def test_line_protocol_closes_on_an_overlong_line_by_default(reactor):
         assert lines == [b"short", b"short too", ("lost", None)]
     finally:
         listener.close()
+
+
+def test_closing_the_reactor_finishes_every_connection(selector_class):
+    reactor = Reactor(selector=selector_class())
+    try:
+        server = Recorder()
+        listener = reactor.listen_tcp(lambda: server, "127.0.0.1", 0)
+        client = Recorder()
+        ct = connect(reactor, listener, lambda: client)
+        run_until(reactor, lambda: server.transport is not None)
+        ct.write(b"x" * 10_000_000)  # still buffered when the reactor closes
+        pending = reactor.connect_tcp(Recorder, *listener.address[:2])
+        socks = [ct.get_extra_info("socket"), server.transport.get_extra_info("socket")]
+        socks += list(listener.sockets)
+    finally:
+        reactor.close()
+    assert client.events[-1] == ("lost", None) and server.events[-1] == ("lost", None)
+    assert [s.fileno() for s in socks] == [-1] * len(socks)
+    assert pending.done() and not listener.is_serving() and reactor.connections() == []
