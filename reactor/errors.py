@@ -14,6 +14,7 @@ __all__ = [
     "FrameTooLong",
     "WriteBufferOverflow",
     "ConnectTimeout",
+    "DatagramTruncated",
 ]
 
 
@@ -52,3 +53,10 @@ class WriteBufferOverflow(ReactorError, ConnectionError):
 
 class ConnectTimeout(ReactorError, TimeoutError):
     """``connect_tcp``/``connect_unix`` did not complete within its timeout."""
+
+
+class DatagramTruncated(ReactorError, OSError):
+    """A datagram larger than the endpoint's receive buffer arrived; it was discarded.
+
+    Passed to ``DatagramProtocol.error_received``, never raised into the loop.
+    """

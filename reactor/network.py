@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from . import streams
+from . import datagrams, streams
+from .datagrams import DatagramTransport
 from .loop import BaseReactor
 from .streams import Connector, Listener, PathLike
 from .transports import StreamTransport
@@ -22,7 +23,7 @@ ProtocolFactory = Callable[[], Any]
 
 
 class Reactor(BaseReactor):
-    """The event loop, with TCP and Unix servers and clients.
+    """The event loop, with TCP and Unix servers and clients, and UDP endpoints.
 
     See ``BaseReactor`` for scheduling, I/O registration and lifecycle.
 
@@ -33,7 +34,7 @@ class Reactor(BaseReactor):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._connections: set[StreamTransport] = set()
+        self._connections: set[Any] = set()  # stream and datagram transports
         self._endpoints: set[Any] = set()  # listeners and pending connectors
         super().__init__(*args, **kwargs)
 
@@ -47,15 +48,15 @@ class Reactor(BaseReactor):
                 transport._shutdown()
         super().close()
 
-    def connections(self) -> list[StreamTransport]:
-        """Every stream transport open on this reactor (for monitors and shutdown)."""
+    def connections(self) -> list[Any]:
+        """Every transport (stream or datagram) open on this reactor."""
         return list(self._connections)
 
     # Called by the transports and endpoints of this reactor.
-    def _connection_opened(self, transport: StreamTransport) -> None:
+    def _connection_opened(self, transport: Any) -> None:
         self._connections.add(transport)
 
-    def _connection_closed(self, transport: StreamTransport) -> None:
+    def _connection_closed(self, transport: Any) -> None:
         self._connections.discard(transport)
 
     def listen_tcp(self, factory: ProtocolFactory, host: Optional[str] = None, port: int = 0, *,
@@ -103,3 +104,23 @@ class Reactor(BaseReactor):
         """Start connecting to the Unix socket at *path*; returns a ``Connector``."""
         self._check_closed()
         return streams.connect_unix(self, factory, path, timeout=timeout)
+
+    def open_udp(self, factory: ProtocolFactory, local_addr: Any = None, remote_addr: Any = None, *,
+                 family: int = 0, reuse_port: bool = False, allow_broadcast: bool = False,
+                 max_datagram_size: int = datagrams.MAX_UDP_PAYLOAD,
+                 max_queue_size: int = datagrams.DEFAULT_MAX_QUEUE_SIZE) -> DatagramTransport:
+        """Open a UDP endpoint for a ``DatagramProtocol`` from *factory*; returns its transport.
+
+        *local_addr* ``(host, port)`` binds (port 0: any free port);
+        *remote_addr* connects, fixing the peer (``sendto(data)`` then needs
+        no address, replies from elsewhere are filtered by the kernel, and
+        ICMP errors reach ``error_received``). *max_datagram_size*: larger
+        incoming datagrams are reported as ``DatagramTruncated``.
+        *max_queue_size*: payload bytes the send queue may hold; beyond it
+        datagrams are dropped and counted in ``transport.datagrams_dropped``.
+        """
+        self._check_closed()
+        return datagrams.open_udp(self, factory, local_addr, remote_addr, family=family,
+                                  reuse_port=reuse_port, allow_broadcast=allow_broadcast,
+                                  max_datagram_size=max_datagram_size,
+                                  max_queue_size=max_queue_size)

@@ -1,0 +1,348 @@
+"""UDP endpoints: whole datagrams, bounded queues, ICMP errors, fairness."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reactor import DatagramProtocol, DatagramTruncated, Protocol, Reactor
+from reactor.datagrams import MAX_UDP_PAYLOAD, DatagramTransport
+
+from .conftest import run_until
+from .test_streams import ipv6_available
+
+
+class Recorder(DatagramProtocol):
+    def __init__(self, echo: bool = False) -> None:
+        self.echo = echo
+        self.events: list = []
+        self.datagrams: list = []
+        self.errors: list = []
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def datagram_received(self, data, addr):
+        self.datagrams.append((data, addr))
+        if self.echo:
+            self.transport.sendto(data, addr)
+
+    def error_received(self, exc):
+        self.errors.append(exc)
+
+    def pause_writing(self):
+        self.events.append("pause")
+
+    def resume_writing(self):
+        self.events.append("resume")
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", exc))
+
+
+# -- the send queue against a socket that pushes back at random ------------------
+
+class CongestedSocket:
+    """A UDP socket whose sends follow a script: "ok", "eagain" or "enobufs".
+
+    The selector watches a real socketpair end (always writable)."""
+
+    family = socket.AF_INET
+    type = socket.SOCK_DGRAM
+
+    def __init__(self, script):
+        self._real, self._other = socket.socketpair()
+        self.script = list(script)
+        self.wire: list[bytes] = []
+
+    def fileno(self):
+        return self._real.fileno()
+
+    def setblocking(self, flag):
+        pass
+
+    def getsockname(self):
+        return ("127.0.0.1", 1)
+
+    def sendto(self, data, addr):
+        step = self.script.pop(0) if self.script else "ok"
+        if step == "eagain":
+            raise BlockingIOError(errno.EAGAIN, "busy")
+        if step == "enobufs":
+            raise OSError(errno.ENOBUFS, "no buffer space")
+        self.wire.append(bytes(data))
+        return len(data)
+
+    def recvmsg(self, n):
+        raise BlockingIOError
+
+    def close(self):
+        self._real.close()
+        self._other.close()
+
+
+sizes = st.one_of(st.integers(0, 64), st.integers(0, MAX_UDP_PAYLOAD), st.just(MAX_UDP_PAYLOAD))
+
+
+@settings(max_examples=50)
+@given(datagrams=st.lists(st.tuples(sizes, st.integers(0, 2)), max_size=30),
+       script=st.lists(st.sampled_from(["ok", "ok", "eagain", "enobufs"]), max_size=80))
+def test_every_datagram_arrives_whole_once_in_order(datagrams, script):
+    sock = CongestedSocket(script)
+    protocol = Recorder()
+    with Reactor() as reactor:
+        try:
+            transport = DatagramTransport(reactor, sock, protocol, max_queue_size=10**9)
+            reactor.run_once(0)
+            sent = []
+            for i, (size, iterations) in enumerate(datagrams):
+                data = bytes([i % 256]) * size
+                transport.sendto(data, ("127.0.0.1", 9))
+                sent.append(data)
+                queued = sent[len(sock.wire):]
+                assert transport.get_write_buffer_count() == len(queued)
+                assert transport.get_write_buffer_size() == sum(map(len, queued))
+                for _ in range(iterations):
+                    reactor.run_once(0)
+            for _ in range(len(script) + 5):
+                reactor.run_once(0)
+            assert sock.wire == sent
+            assert transport.get_write_buffer_size() == 0 and transport.get_write_buffer_count() == 0
+            assert protocol.errors == [] and transport.datagrams_dropped == 0
+            flow = [e for e in protocol.events if e in ("pause", "resume")]
+            assert flow == ["pause", "resume"] * (len(flow) // 2)
+        finally:
+            sock.close()
+
+
+def test_a_full_queue_pauses_then_drops_and_counts():
+    sock = CongestedSocket(["eagain"] * 1000)
+    protocol = Recorder()
+    with Reactor() as reactor:
+        try:
+            transport = DatagramTransport(reactor, sock, protocol, max_queue_size=10_000)
+            transport.set_write_buffer_limits(high=4000, low=1000)
+            reactor.run_once(0)
+            for i in range(30):
+                transport.sendto(b"%03d" % i + b"." * 997, ("127.0.0.1", 9))
+            assert protocol.events == ["made", "pause"]
+            assert transport.get_write_buffer_count() == 10
+            assert transport.get_write_buffer_size() == 10_000
+            assert transport.datagrams_dropped == 20
+            sock.script.clear()  # congestion over
+            run_until(reactor, lambda: transport.get_write_buffer_count() == 0)
+            assert [d[:3] for d in sock.wire] == [b"%03d" % i for i in range(10)]
+            assert protocol.events == ["made", "pause", "resume"]
+            assert transport.get_write_buffer_size() == 0
+        finally:
+            sock.close()
+
+
+# -- loopback ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["127.0.0.1", pytest.param("::1", marks=pytest.mark.skipif(
+    not ipv6_available(), reason="no IPv6 loopback"))])
+@pytest.mark.parametrize("connected", [True, False])
+def test_echo_round_trips(reactor, host, connected):
+    server = Recorder(echo=True)
+    st = reactor.open_udp(lambda: server, local_addr=(host, 0))
+    client = Recorder()
+    addr = st.get_extra_info("sockname")
+    if connected:
+        ct = reactor.open_udp(lambda: client, remote_addr=addr[:2])
+    else:
+        ct = reactor.open_udp(lambda: client, local_addr=(host, 0))
+    reactor.run_once(0)
+    payloads = [b"", b"x", b"y" * 1400, b"z" * 60_000]
+    for p in payloads:
+        if connected:
+            ct.sendto(p)
+        else:
+            ct.sendto(p, addr[:2])
+    run_until(reactor, lambda: len(client.datagrams) == len(payloads))
+    assert sorted(d for d, _ in client.datagrams) == sorted(payloads)  # UDP may reorder
+    assert all(a[:2] == addr[:2] for _, a in client.datagrams)
+    assert server.transport.datagrams_received == len(payloads)
+    ct.close()
+    st.close()
+    run_until(reactor, lambda: ("lost", None) in client.events and ("lost", None) in server.events)
+
+
+def test_address_rules(reactor):
+    server = Recorder()
+    st = reactor.open_udp(lambda: server, local_addr=("127.0.0.1", 0))
+    ct = reactor.open_udp(Recorder, remote_addr=st.get_extra_info("sockname"))
+    with pytest.raises(ValueError, match="connected"):
+        ct.sendto(b"x", ("127.0.0.2", 9))
+    ct.sendto(b"same address is fine", st.get_extra_info("sockname"))
+    with pytest.raises(ValueError, match="address"):
+        st.sendto(b"x")
+    with pytest.raises(TypeError):
+        st.sendto("text", ("127.0.0.1", 9))
+    with pytest.raises(ValueError):
+        reactor.open_udp(Recorder)
+    run_until(reactor, lambda: server.datagrams)
+    st.abort()
+    ct.abort()
+    run_until(reactor, lambda: not reactor.connections())
+
+
+def test_icmp_port_unreachable_reaches_error_received_and_endpoint_lives(reactor):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once probe closes
+    client = Recorder()
+    ct = reactor.open_udp(lambda: client, remote_addr=("127.0.0.1", port))
+    reactor.run_once(0)
+    ct.sendto(b"anyone?")
+    run_until(reactor, lambda: client.errors)
+    assert isinstance(client.errors[0], ConnectionRefusedError)
+    assert not ct.is_closing()
+    server = Recorder(echo=True)
+    st = reactor.open_udp(lambda: server, local_addr=("127.0.0.1", port))
+    reactor.run_once(0)
+    ct.sendto(b"now?")
+    run_until(reactor, lambda: client.datagrams)
+    assert client.datagrams[0][0] == b"now?"
+    ct.close()
+    st.close()
+    run_until(reactor, lambda: not reactor.connections())
+
+
+def test_truncated_datagram_is_reported_not_delivered(reactor):
+    server = Recorder()
+    st = reactor.open_udp(lambda: server, local_addr=("127.0.0.1", 0), max_datagram_size=100)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.sendto(b"a" * 101, st.get_extra_info("sockname"))
+        raw.sendto(b"b" * 100, st.get_extra_info("sockname"))
+        run_until(reactor, lambda: server.datagrams)
+    assert len(server.errors) == 1 and isinstance(server.errors[0], DatagramTruncated)
+    assert [d for d, _ in server.datagrams] == [b"b" * 100]
+    st.close()
+    run_until(reactor, lambda: not reactor.connections())
+
+
+def test_largest_ipv4_datagram_arrives_whole(reactor):
+    server = Recorder()
+    st = reactor.open_udp(lambda: server, local_addr=("127.0.0.1", 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        raw.sendto(b"m" * MAX_UDP_PAYLOAD, st.get_extra_info("sockname"))
+        run_until(reactor, lambda: server.datagrams or server.errors)
+    assert server.errors == [] and server.datagrams[0][0] == b"m" * MAX_UDP_PAYLOAD
+    st.close()
+    run_until(reactor, lambda: not reactor.connections())
+
+
+def test_pause_reading_stops_delivery(reactor):
+    server = Recorder()
+    st = reactor.open_udp(lambda: server, local_addr=("127.0.0.1", 0))
+    reactor.run_once(0)
+    st.pause_reading()
+    assert not st.is_reading()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.sendto(b"wait", st.get_extra_info("sockname"))
+        for _ in range(10):
+            reactor.run_once(0.01)
+        assert server.datagrams == []
+        st.resume_reading()
+        run_until(reactor, lambda: server.datagrams)
+    st.close()
+    run_until(reactor, lambda: not reactor.connections())
+
+
+# -- fairness: a UDP flood does not starve a TCP connection ------------------------------
+
+FLOODER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+addr = ("127.0.0.1", int(sys.argv[1]))
+sys.stdout.write("go\\n"); sys.stdout.flush()
+for i in range(int(sys.argv[2])):
+    try:
+        s.sendto(b"f" * 512, addr)
+    except OSError:
+        pass
+"""
+
+
+def test_udp_flood_does_not_starve_tcp(reactor):
+    class Sink(DatagramProtocol):
+        count = 0
+
+        def datagram_received(self, data, addr):
+            Sink.count += 1
+
+    class Echo(Protocol):
+        def connection_made(self, t):
+            self.t = t
+
+        def data_received(self, data):
+            self.t.write(data)
+
+    class PingPong(Protocol):
+        rounds = 0
+
+        def connection_made(self, t):
+            self.t = t
+            t.write(b"ping")
+
+        def data_received(self, data):
+            PingPong.rounds += 1
+            self.t.write(b"ping")
+
+    udp = reactor.open_udp(Sink, local_addr=("127.0.0.1", 0))
+    listener = reactor.listen_tcp(Echo, "127.0.0.1", 0)
+    flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(udp.get_extra_info("sockname")[1]),
+                                "2000000"], stdout=subprocess.PIPE)
+    try:
+        assert flooder.stdout.readline() == b"go\n"
+        run_until(reactor, lambda: Sink.count > 100)  # the flood has arrived
+        reactor.connect_tcp(PingPong, *listener.address)
+        start_udp = Sink.count
+        # While the flood goes on, the TCP ping-pong must keep making progress.
+        run_until(reactor, lambda: PingPong.rounds >= 200 or flooder.poll() is not None, timeout=60)
+        assert PingPong.rounds >= 200, "TCP starved"
+        assert Sink.count > start_udp  # and the flood was being read meanwhile
+    finally:
+        flooder.kill()
+        flooder.wait()
+        flooder.stdout.close()
+        listener.close()
+
+
+def test_reads_per_event_are_bounded_so_others_get_their_turn(reactor):
+    from reactor.datagrams import MAX_DATAGRAMS_PER_EVENT
+
+    server = Recorder()
+    st = reactor.open_udp(lambda: server, local_addr=("127.0.0.1", 0))
+    reactor.run_once(0)
+    a, b = socket.socketpair()
+    other = []
+    reactor.add_reader(b, lambda: other.append(b.recv(10)))
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            backlog = 3 * MAX_DATAGRAMS_PER_EVENT
+            for i in range(backlog):
+                raw.sendto(b"%d" % i, st.get_extra_info("sockname"))
+            a.send(b"x")
+            # Both are readable now; one iteration serves each, the UDP socket
+            # only up to its batch, even though more datagrams are waiting.
+            run_until(reactor, lambda: server.datagrams and other)
+            assert len(server.datagrams) == MAX_DATAGRAMS_PER_EVENT
+            run_until(reactor, lambda: len(server.datagrams) == backlog)
+            assert [d for d, _ in server.datagrams] == [b"%d" % i for i in range(backlog)]
+    finally:
+        reactor.remove_reader(b)
+        a.close()
+        b.close()
+    st.close()
+    run_until(reactor, lambda: not reactor.connections())
