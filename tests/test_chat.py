@@ -1,0 +1,386 @@
+"""The chat server: its core and input hygiene alone, then the real thing over loopback."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from demos.chat_core import Chat, ChatError
+from demos.chat_server import TelnetFilter, TokenBucket, clean_line
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE = 20.0
+
+
+# -- the core, without sockets ----------------------------------------------------------
+
+def make_chat(*nicks):
+    chat, inbox = Chat(), {}
+    users = {}
+    for nick in nicks:
+        inbox[nick] = []
+        users[nick] = chat.register(nick, inbox[nick].append)
+    for box in inbox.values():
+        box.clear()
+    return chat, users, inbox
+
+
+def test_room_messages_reach_other_members_only():
+    chat, u, inbox = make_chat("ann", "bob", "cat")
+    chat.join(u["cat"], "#dev")
+    inbox["ann"].clear(), inbox["bob"].clear(), inbox["cat"].clear()
+    chat.say(u["ann"], "hi")
+    assert inbox == {"ann": [], "bob": ["<ann> hi"], "cat": []}
+
+
+def test_nicknames_are_validated_and_unique_case_insensitively():
+    chat, u, inbox = make_chat("Ann")
+    for bad, why in [("ann", "taken"), ("ANN", "taken"), ("", "empty"), ("9lives", "start with"),
+                     ("a" * 17, "too long"), ("bad nick", "letters"), ("Server", "reserved")]:
+        with pytest.raises(ChatError, match=why):
+            chat.register(bad, print)
+    chat.rename(u["Ann"], "aNN")  # changing one's own case is fine
+    assert u["Ann"].nick == "aNN" and list(chat.users) == ["ann"]
+
+
+def test_join_part_rooms_who_and_empty_rooms_vanish():
+    chat, u, inbox = make_chat("ann", "bob")
+    chat.join(u["bob"], "dev")
+    assert inbox["ann"] == ["*** bob left #lobby"]
+    assert chat.room_list() == [("dev", 1), ("lobby", 1)]
+    assert chat.who(u["bob"]) == ["bob"]
+    chat.part(u["bob"])
+    assert chat.room_list() == [("lobby", 1)]
+    with pytest.raises(ChatError, match="not in a room"):
+        chat.say(u["bob"], "hello?")
+    with pytest.raises(ChatError, match="already"):
+        chat.join(u["ann"], "LOBBY")
+
+
+def test_private_messages_and_quit():
+    chat, u, inbox = make_chat("ann", "bob", "cat")
+    chat.private(u["ann"], "BOB", "psst")
+    assert inbox["bob"] == ["[PM from ann] psst"] and inbox["ann"] == ["[PM to bob] psst"]
+    assert inbox["cat"] == []
+    with pytest.raises(ChatError, match="no such user"):
+        chat.private(u["ann"], "dan", "?")
+    chat.quit(u["cat"], "bye")
+    chat.quit(u["cat"], "twice is harmless")
+    assert inbox["ann"][-1] == "*** cat quit (bye)" and "cat" not in chat.users
+
+
+# -- input hygiene ------------------------------------------------------------------------
+
+TELNET = [b"\xff\xfb\x01", b"\xff\xfd\x03", b"\xff\xf1", b"\xff\xfa\x18\x01\xff\xf0", b"\xff\xff"]
+
+
+@given(parts=st.lists(st.one_of(st.binary(max_size=10).map(lambda b: b.replace(b"\xff", b"")),
+                                st.sampled_from(TELNET)), max_size=20),
+       cuts=st.lists(st.integers(min_value=0), max_size=10))
+def test_telnet_filter_strips_commands_however_the_stream_is_split(parts, cuts):
+    stream = b"".join(parts)
+    expected = b"".join(b"\xff" if p == b"\xff\xff" else b"" if p in TELNET else p for p in parts)
+    points = sorted({c % (len(stream) + 1) for c in cuts}) + [len(stream)]
+    f, out, prev = TelnetFilter(), b"", 0
+    for p in points:
+        out += f.feed(stream[prev:p])
+        prev = p
+    assert out == expected
+
+
+@pytest.mark.parametrize("raw, text", [
+    (b"hello \x1b[31mred\x1b[0m", "hello red"),
+    (b"\x1b]0;pwned title\x07ok", "ok"),
+    (b"bell\x07 and \x00nul\x7f", "bell and nul"),
+    (b"bad \xff\xfe utf8", "bad \ufffd\ufffd utf8"),
+    (b"tab\there", "tab here"),
+    ("rtl \u202eevil".encode(), "rtl evil"),
+    ("caf\u00e9 \u2713".encode(), "caf\u00e9 \u2713"),
+    (b"\x9b31m c1", "\ufffd31m c1"),  # a lone C1 byte is invalid UTF-8
+    ("\u009b31m c1".encode(), "31m c1"),  # the C1 control character itself is removed
+])
+def test_clean_line(raw, text):
+    assert clean_line(raw) == text
+
+
+@given(st.binary(max_size=200))
+def test_clean_line_never_lets_a_control_character_through(raw):
+    text = clean_line(raw)
+    assert not any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in text)
+
+
+def test_token_bucket():
+    bucket = TokenBucket(rate=2.0, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(0.5) and not bucket.take(0.5)
+
+
+# -- the server, over loopback ------------------------------------------------------------
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "demos.chat_server", "--port", "0", *args],
+                                     cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("listening on "), self.proc.stderr.read()
+        self.port = int(line.rsplit(":", 1)[1])
+        self.clients: list[Client] = []
+
+    def client(self, nick=None, rcvbuf=None) -> "Client":
+        c = Client(self.port, rcvbuf)
+        self.clients.append(c)
+        c.read_until("Choose a nickname:")
+        if nick:
+            c.send(nick)
+            c.read_until(f"*** {nick} joined #lobby")
+        return c
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=DEADLINE)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        err = self.proc.stderr.read().decode()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        for c in self.clients:
+            c.sock.close()
+        return code, err
+
+
+@pytest.fixture
+def server_factory():
+    servers = []
+
+    def start(*args):
+        servers.append(Server(*args))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        if s.proc.returncode is None:
+            s.stop()
+
+
+class Client:
+    def __init__(self, port: int, rcvbuf=None) -> None:
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(DEADLINE)
+        self.sock.connect(("127.0.0.1", port))
+        self.buf = b""
+        self.lines: list[str] = []
+
+    def send(self, line: str | bytes) -> None:
+        self.sock.sendall((line.encode() if isinstance(line, str) else line) + b"\r\n")
+
+    def read_until(self, predicate) -> list[str]:
+        """Read lines until one satisfies *predicate* (a string means equality); return them."""
+        check = (lambda l: l == predicate) if isinstance(predicate, str) else predicate
+        got = []
+        while True:
+            while b"\r\n" in self.buf:
+                raw, self.buf = self.buf.split(b"\r\n", 1)
+                line = raw.decode("utf-8", errors="replace")
+                self.lines.append(line)
+                got.append(line)
+                if check(line):
+                    return got
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(f"server closed; got {got}")
+            self.buf += chunk
+
+    def read_to_eof(self) -> list[str]:
+        got = []
+        try:
+            self.read_until(lambda line: got.append(line) and False)
+        except EOFError:
+            pass
+        except ConnectionResetError:
+            pass
+        return got
+
+
+def test_fifty_clients_three_rooms(server_factory):
+    server = server_factory()
+    clients = [server.client(f"user{i}") for i in range(50)]
+    rooms = {i: f"room{i % 3}" for i in range(50)}
+    for i, c in enumerate(clients):
+        c.send(f"/join {rooms[i]}")
+        c.read_until(f"*** user{i} joined #{rooms[i]}")
+    rng = random.Random(7)
+    for n in range(3):
+        for i in rng.sample(range(50), 50):
+            clients[i].send(f"msg {n} from user{i}")
+    clients[0].send("/msg user7 a secret")
+    members = {r: [i for i in range(50) if rooms[i] == r] for r in set(rooms.values())}
+    for i, c in enumerate(clients):
+        expected = {f"<user{j}> msg {n} from user{j}" for j in members[rooms[i]] if j != i for n in range(3)}
+        seen = set()
+        c.read_until(lambda line: line in expected and (seen.add(line) or seen == expected))
+    # Barrier: every message was routed by now; anything misrouted is before this reply.
+    for c in clients:
+        c.send("/rooms")
+        c.read_until(lambda line: line.startswith("*** rooms:"))
+    for i, c in enumerate(clients):
+        talk = [l for l in c.lines if l.startswith("<")]
+        expected_order = {j: [f"<user{j}> msg {n} from user{j}" for n in range(3)]
+                          for j in members[rooms[i]] if j != i}
+        assert len(talk) == len(set(talk)) == 3 * len(expected_order)  # exactly once each
+        for j, lines in expected_order.items():
+            assert [l for l in talk if l.startswith(f"<user{j}> ")] == lines  # in order
+        pms = [l for l in c.lines if "secret" in l]
+        assert pms == (["[PM from user0] a secret"] if i == 7 else ["[PM to user7] a secret"] if i == 0 else [])
+    assert clients[0].lines[-1] == "*** rooms: #lobby (0), #room0 (17), #room1 (17), #room2 (16)"
+    code, err = server.stop()
+    assert code == 0, err
+
+
+def test_nick_collisions_and_errors(server_factory):
+    server = server_factory()
+    server.client("alice")
+    bob = server.client()
+    bob.send("ALICE")
+    assert bob.read_until("Choose a nickname:")[0] == "!!! nickname ALICE is taken"
+    bob.send("no spaces please")
+    assert "letters" in bob.read_until("Choose a nickname:")[0]
+    bob.send("bob")
+    bob.read_until("*** bob joined #lobby")
+    bob.send("/nick Alice")
+    assert bob.read_until(lambda l: l.startswith("!!!")) == ["!!! nickname Alice is taken"]
+    bob.send("/frobnicate")
+    assert bob.read_until(lambda l: l.startswith("!!!")) == ["!!! unknown command /frobnicate; try /help"]
+    code, err = server.stop()
+    assert code == 0
+
+
+def test_hostile_input(server_factory):
+    server = server_factory("--max-line", "100")
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.send(b"x" * 5000)  # over-long: error, discarded, nothing relayed
+    assert bob.read_until(lambda l: l.startswith("!!!")) == [
+        "!!! line too long (at most 100 bytes); it was discarded"]
+    bob.send(b"\xff\xfd\x18\xff\xfb\x01" + b"telnet \x1b[2J\x1b[31mred\x1b[0m \x07bell")
+    bob.send(bytes(range(0, 256)).replace(b"\n", b"").replace(b"\xff", b"")[:90])  # binary garbage
+    bob.send("still here")
+    got = alice.read_until("<bob> still here")
+    assert got[0] == "<bob> telnet red bell"
+    garbage = got[1]
+    assert garbage.startswith("<bob> ") and not any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in garbage)
+    assert len(got) == 3  # the long line never reached alice
+    code, err = server.stop()
+    assert code == 0 and "Traceback" not in err
+
+
+def test_a_client_that_never_reads_is_disconnected_and_others_carry_on(server_factory):
+    server = server_factory("--max-output", "65536", "--flood-rate", "100000", "--flood-burst", "100000")
+    lazy = server.client("lazy", rcvbuf=4096)
+    alice, bob = server.client("alice"), server.client("bob")
+    line = "y" * 900
+    for n in range(20000):  # ~18 MB of fan-out to lazy, who reads none of it
+        alice.send(f"{n} {line}")
+        if n % 200 == 0:
+            bob.read_until(lambda l: l.startswith(f"<alice> {n} "))  # bob keeps up fine
+        if n % 1000 == 999 and any("lazy quit" in l for l in bob.lines):
+            break
+    if not any(l.startswith("*** lazy quit") for l in bob.lines):
+        bob.read_until(lambda l: l.startswith("*** lazy quit"))
+    assert "not reading" in [l for l in bob.lines if l.startswith("*** lazy quit")][0]
+    alice.send("after lazy left")
+    bob.read_until("<alice> after lazy left")
+    lazy.read_to_eof()  # the server closed it
+    code, err = server.stop()
+    assert code == 0 and "reason=not reading" in err
+
+
+def test_nick_timeout_and_max_clients(server_factory):
+    server = server_factory("--nick-timeout", "0.3", "--max-clients", "2")
+    a = server.client()
+    b = server.client("bee")
+    full = Client(server.port)
+    server.clients.append(full)
+    assert full.read_to_eof() == ["!!! the server is full, try again later"]
+    assert "did not choose a nickname" in a.read_to_eof()[-1]
+    code, err = server.stop()
+    assert code == 0
+
+
+def test_sigterm_tells_everyone_and_exits_zero(server_factory):
+    server = server_factory()
+    clients = [server.client(f"c{i}") for i in range(5)]
+    unnamed = server.client()
+    server.proc.send_signal(signal.SIGTERM)
+    for c in clients:
+        assert "*** the server is shutting down; goodbye" in c.read_to_eof()
+    assert "*** the server is shutting down; goodbye" in unnamed.read_to_eof()
+    code, err = server.stop()
+    assert code == 0 and "Traceback" not in err
+
+
+def test_chat_client_through_pipes(server_factory):
+    server = server_factory()
+    watcher = server.client("watcher")
+    proc = subprocess.Popen([sys.executable, "-m", "demos.chat_client", "--port", str(server.port),
+                             "--nick", "piped"], cwd=ROOT, env=_env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        watcher.read_until("*** piped joined #lobby")
+        watcher.send("hello piped")
+        proc.stdin.write(b"hello watcher\n/who\n")
+        proc.stdin.flush()
+        watcher.read_until("<piped> hello watcher")
+        proc.stdin.close()  # EOF: the client half-closes and waits for the server
+        proc.wait(timeout=DEADLINE)
+        out, err = proc.stdout.read(), proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()
+    lines = out.decode().splitlines()
+    assert proc.returncode == 0, err
+    assert "<watcher> hello piped" in lines and "*** in #lobby: watcher, piped" in lines
+    assert lines[-1] == "[client] disconnected"
+    watcher.read_until("*** piped quit (connection closed by peer)")
+    server.stop()
+
+
+def test_chat_client_reports_a_refused_connection():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "demos.chat_client", "--port", str(port)],
+                                cwd=ROOT, env=_env(), stdin=subprocess.DEVNULL, capture_output=True,
+                                timeout=DEADLINE)
+    assert result.returncode == 1 and b"cannot connect" in result.stdout
+
+
+@pytest.mark.parametrize("module", ["demos.chat_server", "demos.chat_client"])
+def test_help(module):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, env=_env(),
+                            capture_output=True, timeout=DEADLINE)
+    assert result.returncode == 0 and b"--port" in result.stdout
