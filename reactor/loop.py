@@ -177,11 +177,15 @@ class BaseReactor:
         if self._closed:
             return
         self._closed = True
-        self._signals.restore_all()
         self._ready.clear()
         self._timers.clear()
-        self._selector.close()
-        self._waker.close()
+        try:
+            # Raises ValueError off the main thread (signal state is the
+            # main thread's); the selector and waker are released regardless.
+            self._signals.restore_all()
+        finally:
+            self._selector.close()
+            self._waker.close()
 
     def __enter__(self) -> "BaseReactor":
         return self

@@ -76,9 +76,13 @@ class SignalHandlers:
 
     def remove(self, sig: int) -> bool:
         sig = _check_signal(sig)
-        handle = self._handlers.pop(sig, None)
-        if handle is None:
+        if sig not in self._handlers:
             return False
+        if threading.current_thread() is not threading.main_thread():
+            # Checked before touching our table, so that the main thread can
+            # still restore everything later.
+            raise RuntimeError("signal handlers can only be removed from the main thread")
+        handle = self._handlers.pop(sig)
         handle.cancel()
         previous = self._previous.pop(sig)
         # getsignal() returns None for a handler not installed from Python;

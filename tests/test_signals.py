@@ -337,3 +337,27 @@ def test_signal_handler_error_goes_to_exception_handler(reactor):
     # Still installed: a second signal is handled too.
     os.kill(os.getpid(), SIGUSR1)
     run_until(reactor, lambda: len(contexts) == 2)
+
+
+def test_close_from_another_thread_still_releases_the_sockets(selector_class):
+    import threading
+
+    from reactor import Reactor
+
+    reactor = Reactor(selector=selector_class())
+    reactor.add_signal_handler(signal.SIGUSR2, lambda: None)
+    waker_socks = [reactor._waker._rsock, reactor._waker._wsock]
+    errors = []
+
+    def close():
+        try:
+            reactor.close()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=close)
+    t.start()
+    t.join()
+    assert reactor.is_closed() and len(errors) == 1 and "main thread" in str(errors[0])
+    assert all(s.fileno() == -1 for s in waker_socks)
+    reactor._signals.restore_all()  # the main thread puts the signal state back
