@@ -150,6 +150,8 @@ class DatagramTransport:
             n = self._sock.sendto(data, addr)
         self.datagrams_sent += 1
         self.bytes_sent += n
+        if self._reactor._instruments is not None:
+            self._reactor._instruments.call("bytes_sent", self, n)
 
     def _enqueue(self, data: bytes, addr: Any) -> None:
         if self._queued_bytes + len(data) > self._max_queue:
@@ -214,6 +216,8 @@ class DatagramTransport:
                 continue
             self.datagrams_received += 1
             self.bytes_received += len(data)
+            if self._reactor._instruments is not None:
+                self._reactor._instruments.call("bytes_received", self, len(data))
             try:
                 protocol.datagram_received(data, addr)
             except Exception as exc:
@@ -335,7 +339,7 @@ class DatagramTransport:
                 "exception": error, "transport": self, "protocol": self._protocol})
         finally:
             self._sock.close()
-            self._reactor._connection_closed(self)
+            self._reactor._connection_closed(self, exc)
 
 
 def _same_address(a: Any, b: Any) -> bool:

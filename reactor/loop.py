@@ -52,12 +52,14 @@ import logging
 import math
 import selectors
 import time as _time
+from itertools import islice
 import warnings
 from collections import deque
 from selectors import EVENT_READ, EVENT_WRITE
 from typing import Any, Callable, Optional, Union
 
 from .handles import Handle, TimerHandle, describe_callback
+from .instruments import Instrument, InstrumentSet, ReactorStats
 from .signals import SignalHandlers
 from .timers import TimerQueue
 from .waker import Waker
@@ -70,6 +72,7 @@ logger = logging.getLogger("reactor")
 # milliseconds as a C int, so much larger values overflow. A loop with nothing
 # to do wakes up once a day, which costs nothing.
 MAX_SELECT_TIMEOUT = 24 * 3600.0
+_perf_counter = _time.perf_counter
 
 FileLike = Union[int, Any]  # an fd, or any object with a fileno() method
 ExceptionHandler = Callable[["BaseReactor", "dict[str, Any]"], Any]
@@ -104,6 +107,13 @@ class BaseReactor:
         self._running = False
         self._stopping = False
         self._exception_handler: Optional[ExceptionHandler] = None
+        # Observability: None until an instrument is added (see instruments.py),
+        # so that every hook site costs one comparison when nobody watches.
+        self._instruments: Optional[InstrumentSet] = None
+        self._iterations = 0
+        self._callbacks_run = 0
+        self._select_seconds = 0.0
+        self._busy_seconds = 0.0
         try:
             self._waker = Waker()
         except BaseException:
@@ -214,6 +224,7 @@ class BaseReactor:
 
     def _run_once(self, timeout: Optional[float]) -> None:
         ready = self._ready
+        instruments = self._instruments
         if ready or self._stopping:
             wait = 0.0
         else:
@@ -225,21 +236,79 @@ class BaseReactor:
             if timeout is not None and timeout < wait:
                 wait = max(timeout, 0.0)
 
-        for key, mask in self._selector.select(wait):
+        if instruments is not None:
+            instruments.call("before_select", wait)
+        t0 = _perf_counter()
+        events = self._selector.select(wait)
+        t1 = _perf_counter()
+        if instruments is not None:
+            instruments.call("after_select", len(events), t1 - t0)
+        for key, mask in events:
             reader, writer = key.data
             if mask & EVENT_READ and reader is not None and not reader._cancelled:
                 ready.append(reader)
             if mask & EVENT_WRITE and writer is not None and not writer._cancelled:
                 ready.append(writer)
 
-        self._timers.pop_due(self._clock(), ready)
+        if instruments is None:
+            self._timers.pop_due(self._clock(), ready)
+        else:
+            before = len(ready)
+            self._timers.pop_due(self._clock(), ready)
+            for handle in list(islice(ready, before, None)):
+                instruments.call("timer_fired", handle)
 
         # Only what is queued now: work scheduled by these callbacks waits
         # for the next iteration (and its select()).
+        ran = 0
         for _ in range(len(ready)):
             handle = ready.popleft()
             if not handle._cancelled:
-                handle._run()
+                ran += 1
+                if instruments is None:
+                    handle._run()
+                else:
+                    instruments.call("before_callback", handle)
+                    started = _perf_counter()
+                    handle._run()
+                    instruments.call("after_callback", handle, _perf_counter() - started)
+        self._iterations += 1
+        self._callbacks_run += ran
+        self._select_seconds += t1 - t0
+        self._busy_seconds += _perf_counter() - t1
+
+    # -- observability -------------------------------------------------------
+
+    def add_instrument(self, instrument: Instrument) -> None:
+        """Start calling *instrument*'s hooks (see ``reactor.instruments``)."""
+        if not isinstance(instrument, Instrument):
+            raise TypeError(f"an Instrument was expected, got {instrument!r}")
+        if self._instruments is None:
+            self._instruments = InstrumentSet(self.call_exception_handler, self._no_instruments)
+        self._instruments.add(instrument)
+
+    def _no_instruments(self) -> None:
+        self._instruments = None
+
+    def remove_instrument(self, instrument: Instrument) -> bool:
+        """Stop calling *instrument*; False if it was not installed."""
+        instruments = self._instruments
+        return instruments is not None and instruments.remove(instrument)
+
+    def stats(self) -> ReactorStats:
+        """A frozen snapshot of what the loop has done and holds (see ``ReactorStats``)."""
+        readers = writers = 0
+        if not self._closed:
+            for key in self._selector.get_map().values():
+                reader, writer = key.data
+                readers += reader is not None
+                writers += writer is not None
+        cancelled = self._timers.cancelled_count
+        return ReactorStats(
+            iterations=self._iterations, select_seconds=self._select_seconds,
+            busy_seconds=self._busy_seconds, callbacks_run=self._callbacks_run,
+            timers_pending=len(self._timers) - cancelled, timers_cancelled=cancelled,
+            readers=readers - (not self._closed), writers=writers)  # minus the waker
 
     # -- scheduling --------------------------------------------------------
 
@@ -269,6 +338,8 @@ class BaseReactor:
             raise ValueError("when must be a number, not NaN")
         handle = TimerHandle(when, callback, args, self)
         self._timers.push(handle)
+        if self._instruments is not None:
+            self._instruments.call("timer_scheduled", handle)
         return handle
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
@@ -330,7 +401,9 @@ class BaseReactor:
             if handle is None:
                 return False
             data = (handle, None) if event == EVENT_READ else (None, handle)
-            selector.register(fileobj, event, data)
+            key = selector.register(fileobj, event, data)
+            if self._instruments is not None:
+                self._instruments.call("fd_registered", key.fd, event)
             return False
         reader, writer = key.data
         if event == EVENT_READ:
@@ -344,8 +417,12 @@ class BaseReactor:
         )
         if mask:
             selector.modify(fileobj, mask, (reader, writer))
+            if self._instruments is not None:
+                self._instruments.call("fd_registered", key.fd, mask)
         else:
             selector.unregister(fileobj)
+            if self._instruments is not None:
+                self._instruments.call("fd_unregistered", key.fd)
         return old is not None
 
     # -- signals -----------------------------------------------------------

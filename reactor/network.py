@@ -9,10 +9,12 @@ a front door by its name.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 from . import datagrams, streams
 from .datagrams import DatagramTransport
+from .instruments import ReactorStats
 from .loop import BaseReactor
 from .streams import Connector, Listener, PathLike
 from .transports import StreamTransport
@@ -36,6 +38,10 @@ class Reactor(BaseReactor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._connections: set[Any] = set()  # stream and datagram transports
         self._endpoints: set[Any] = set()  # listeners and pending connectors
+        # Totals of transports already closed, for stats().
+        self._closed_bytes_received = 0
+        self._closed_bytes_sent = 0
+        self._accepts_shed = 0
         super().__init__(*args, **kwargs)
 
     def close(self) -> None:
@@ -53,11 +59,28 @@ class Reactor(BaseReactor):
         return list(self._connections)
 
     # Called by the transports and endpoints of this reactor.
+    def stats(self) -> ReactorStats:
+        """The loop's figures plus connections, bytes and shed accepts."""
+        conns = self._connections
+        return replace(
+            super().stats(),
+            connections_open=len(conns),
+            bytes_received=self._closed_bytes_received + sum(t.bytes_received for t in conns),
+            bytes_sent=self._closed_bytes_sent + sum(t.bytes_sent for t in conns),
+            bytes_buffered=sum(t.get_write_buffer_size() for t in conns),
+            accepts_shed=self._accepts_shed)
+
     def _connection_opened(self, transport: Any) -> None:
         self._connections.add(transport)
+        if self._instruments is not None:
+            self._instruments.call("connection_opened", transport)
 
-    def _connection_closed(self, transport: Any) -> None:
+    def _connection_closed(self, transport: Any, exc: Optional[BaseException] = None) -> None:
         self._connections.discard(transport)
+        self._closed_bytes_received += transport.bytes_received
+        self._closed_bytes_sent += transport.bytes_sent
+        if self._instruments is not None:
+            self._instruments.call("connection_closed", transport, exc)
 
     def listen_tcp(self, factory: ProtocolFactory, host: Optional[str] = None, port: int = 0, *,
                    backlog: int = streams.DEFAULT_BACKLOG, reuse_port: bool = False,

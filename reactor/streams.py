@@ -251,6 +251,7 @@ class Listener:
             finally:
                 self._reserve = _reserve_fd()
         self.accepts_shed += shed
+        self._reactor._accepts_shed += shed
         if shed == 0:
             # The trick did not help (no spare fd, or the whole system is
             # out): stop watching the listener for a while instead of spinning.

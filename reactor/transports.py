@@ -199,7 +199,7 @@ class StreamTransport:
                 "exception": error, "transport": self, "protocol": self._protocol})
         finally:
             self._sock.close()
-            self._reactor._connection_closed(self)
+            self._reactor._connection_closed(self, exc)
             server, self._server = self._server, None
             if server is not None:
                 server._detach(self)
@@ -239,6 +239,8 @@ class StreamTransport:
             self._on_eof()
             return
         self.bytes_received += len(data)
+        if self._reactor._instruments is not None:
+            self._reactor._instruments.call("bytes_received", self, len(data))
         try:
             self._protocol.data_received(data)
         except Exception as exc:
@@ -263,6 +265,8 @@ class StreamTransport:
             self._on_eof()
             return
         self.bytes_received += n
+        if self._reactor._instruments is not None:
+            self._reactor._instruments.call("bytes_received", self, n)
         try:
             self._protocol.buffer_updated(n)
         except Exception as exc:
@@ -324,6 +328,8 @@ class StreamTransport:
                 self._fatal_error(exc, "send() failed")
                 return
             self.bytes_sent += n
+            if self._reactor._instruments is not None and n:
+                self._reactor._instruments.call("bytes_sent", self, n)
             if n == size:
                 return
             view = memoryview(data)
@@ -366,6 +372,8 @@ class StreamTransport:
             return
         buffer.advance(n)
         self.bytes_sent += n
+        if self._reactor._instruments is not None and n:
+            self._reactor._instruments.call("bytes_sent", self, n)
         if self._writing_paused and len(buffer) <= self._low_water:
             self._writing_paused = False
             try:
