@@ -35,6 +35,7 @@ import unicodedata
 from typing import Any, Optional
 
 from reactor import FrameTooLong, LineProtocol, Reactor, WriteBufferOverflow
+from reactor.tracing import ChromeTracer, StderrTracer
 
 from .chat_core import Chat, ChatError, User
 
@@ -387,12 +388,21 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="lines per second per client, sustained (default: %(default)s)")
     parser.add_argument("--flood-burst", type=int, default=FLOOD_BURST,
                         help="lines a client may send at once (default: %(default)s)")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="record a Chrome trace (open it in ui.perfetto.dev) to FILE")
+    parser.add_argument("--trace-stderr", action="store_true",
+                        help="narrate every loop event on stderr")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    tracer = ChromeTracer(args.trace) if args.trace else None
     with Reactor() as reactor:
+        if tracer is not None:
+            reactor.add_instrument(tracer)
+        if args.trace_stderr:
+            reactor.add_instrument(StderrTracer())
         server = ChatServer(reactor, max_clients=args.max_clients, max_line=args.max_line,
                             max_output=args.max_output, nick_timeout=args.nick_timeout,
                             idle_timeout=args.idle_timeout, flood_rate=args.flood_rate,
@@ -403,6 +413,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         host, port = listener.address[:2]
         print(f"listening on {host}:{port}", flush=True)
         reactor.run()
+    if tracer is not None:
+        tracer.close()
+        log.info("trace written to %s (%d events)", args.trace, len(tracer.events))
     log.info("bye")
     return 0
 
