@@ -180,7 +180,14 @@ class DatagramTransport:
             except OSError as exc:
                 if exc.errno in _QUEUE_ERRNOS:
                     break  # the kernel is full again: wait for the next event
-                self._error_received(exc)  # this datagram failed; the rest may not
+                # This datagram failed; the rest may not. Dequeue it before
+                # telling the protocol, which may abort() (clearing the queue).
+                queue.popleft()
+                self._queued_bytes -= len(data)
+                self._error_received(exc)
+                if self._lost:
+                    return
+                continue
             queue.popleft()
             self._queued_bytes -= len(data)
         if self._writing_paused and self._queued_bytes <= self._low_water:
@@ -213,6 +220,8 @@ class DatagramTransport:
                 self._error_received(DatagramTruncated(
                     f"a datagram from {addr!r} was larger than {self._bufsize - 1} bytes "
                     "and was discarded"))
+                if self._reading_paused or self._closing:
+                    return
                 continue
             self.datagrams_received += 1
             self.bytes_received += len(data)
@@ -266,6 +275,12 @@ class DatagramTransport:
         if not high >= low >= 0:
             raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
         self._high_water, self._low_water = high, low
+        if self._queued_bytes > high and not self._writing_paused:
+            self._writing_paused = True
+            self._protocol.pause_writing()
+        elif self._writing_paused and self._queued_bytes <= low:
+            self._writing_paused = False
+            self._protocol.resume_writing()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._low_water, self._high_water

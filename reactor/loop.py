@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import selectors
 import time as _time
 from itertools import islice
@@ -58,6 +59,7 @@ from collections import deque
 from selectors import EVENT_READ, EVENT_WRITE
 from typing import Any, Callable, Optional, Union
 
+from .debug import DEFAULT_SLOW_CALLBACK, SlowCallbackWarner, debug_setting
 from .handles import Handle, TimerHandle, describe_callback
 from .instruments import Instrument, InstrumentSet, ReactorStats
 from .signals import SignalHandlers
@@ -98,6 +100,8 @@ class BaseReactor:
         self,
         selector: Optional[selectors.BaseSelector] = None,
         clock: Optional[Callable[[], float]] = None,
+        *,
+        debug: Optional[Union[bool, str]] = None,
     ) -> None:
         self._closed = True  # until construction succeeds; see __del__
         self._selector = selector if selector is not None else selectors.DefaultSelector()
@@ -122,6 +126,11 @@ class BaseReactor:
         self._signals = SignalHandlers(self._waker.write_fileno())
         self._closed = False
         self._set_io(self._waker.fileno(), EVENT_READ, Handle(self._read_waker, (), self))
+        self.slow_callback_duration = DEFAULT_SLOW_CALLBACK
+        self._debug, self._log_traffic = debug_setting(debug, os.environ)
+        self._debug_warner: Optional[SlowCallbackWarner] = None
+        if self._debug:
+            self.set_debug(True)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._running else "idle"
@@ -279,6 +288,24 @@ class BaseReactor:
 
     # -- observability -------------------------------------------------------
 
+    def get_debug(self) -> bool:
+        return self._debug
+
+    def set_debug(self, enabled: bool) -> None:
+        """Debug mode (see ``reactor.debug``): slow-callback warnings and more."""
+        self._debug = bool(enabled)
+        if self._debug and self._debug_warner is None:
+            self._debug_warner = SlowCallbackWarner(self)
+            self.add_instrument(self._debug_warner)
+        elif not self._debug and self._debug_warner is not None:
+            self.remove_instrument(self._debug_warner)
+            self._debug_warner = None
+
+    def _remember(self, handle: Handle) -> Handle:
+        if self._debug_warner is not None:
+            self._debug_warner.remember(handle)
+        return handle
+
     def add_instrument(self, instrument: Instrument) -> None:
         """Start calling *instrument*'s hooks (see ``reactor.instruments``)."""
         if not isinstance(instrument, Instrument):
@@ -322,6 +349,8 @@ class BaseReactor:
         _check_callable(callback, "call_soon")
         handle = Handle(callback, args, self)
         self._ready.append(handle)
+        if self._debug_warner is not None:
+            self._remember(handle)
         return handle
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
@@ -338,6 +367,8 @@ class BaseReactor:
             raise ValueError("when must be a number, not NaN")
         handle = TimerHandle(when, callback, args, self)
         self._timers.push(handle)
+        if self._debug_warner is not None:
+            self._remember(handle)
         if self._instruments is not None:
             self._instruments.call("timer_scheduled", handle)
         return handle
@@ -366,7 +397,7 @@ class BaseReactor:
         """
         self._check_closed()
         _check_callable(callback, "add_reader")
-        self._set_io(fileobj, EVENT_READ, Handle(callback, args, self))
+        self._set_io(fileobj, EVENT_READ, self._remember(Handle(callback, args, self)))
 
     def remove_reader(self, fileobj: FileLike) -> bool:
         """Stop watching *fileobj* for reading; False if no reader was registered."""
@@ -378,7 +409,7 @@ class BaseReactor:
         """Call ``callback(*args)`` each iteration in which *fileobj* is writable."""
         self._check_closed()
         _check_callable(callback, "add_writer")
-        self._set_io(fileobj, EVENT_WRITE, Handle(callback, args, self))
+        self._set_io(fileobj, EVENT_WRITE, self._remember(Handle(callback, args, self)))
 
     def remove_writer(self, fileobj: FileLike) -> bool:
         """Stop watching *fileobj* for writing; False if no writer was registered."""

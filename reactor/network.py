@@ -9,6 +9,7 @@ a front door by its name.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from typing import Any, Callable, Optional
 
@@ -48,6 +49,10 @@ class Reactor(BaseReactor):
         if self._running:
             raise RuntimeError("cannot close a running reactor; call stop() first")
         if not self._closed:
+            if self._debug:
+                for transport in self._connections:
+                    warnings.warn(f"unclosed transport {transport!r} at reactor close",
+                                  ResourceWarning, source=transport)
             for endpoint in list(self._endpoints):
                 endpoint.close() if isinstance(endpoint, Listener) else endpoint.cancel()
             for transport in list(self._connections):

@@ -2,9 +2,11 @@
 
 The callback contract
 ---------------------
-A transport calls its protocol in this order, and never re-entrantly (no
-protocol callback is called from inside another one, or from inside a
-``transport.write()``):
+A transport calls its protocol in this order. Callbacks come from the loop,
+never from inside another protocol callback of the same transport, with one
+exception, as in asyncio: ``pause_writing()`` is called from inside the
+``write()`` (or ``set_write_buffer_limits()``) that pushes the buffer over
+the high-water mark, so a producer learns at once.
 
 1. ``connection_made(transport)``: exactly once, first.
 2. ``data_received(data)`` (or, for a ``BufferedProtocol``, ``get_buffer`` /
@@ -19,7 +21,7 @@ protocol callback is called from inside another one, or from inside a
 ``pause_writing()`` and ``resume_writing()`` may come at any time between 1
 and 4, strictly alternating, starting with ``pause_writing``: once each time
 the write buffer crosses the high-water mark upward and the low-water mark
-downward. A paused protocol should stop writing until resumed; the transport
+downward (or new limits put it on the other side). A paused protocol should stop writing until resumed; the transport
 still accepts writes (up to its optional hard cap), so nothing is lost.
 
 An exception raised by any of these callbacks is reported to the reactor's

@@ -48,6 +48,7 @@ import socket
 from typing import TYPE_CHECKING, Any, Optional
 
 from .buffers import BytesLike, SendBuffer
+from .debug import log_traffic
 from .errors import WriteBufferOverflow
 from .protocols import BufferedProtocol
 
@@ -239,6 +240,8 @@ class StreamTransport:
             self._on_eof()
             return
         self.bytes_received += len(data)
+        if self._reactor._log_traffic:
+            log_traffic(self, "received", data, len(data))
         if self._reactor._instruments is not None:
             self._reactor._instruments.call("bytes_received", self, len(data))
         try:
@@ -328,6 +331,8 @@ class StreamTransport:
                 self._fatal_error(exc, "send() failed")
                 return
             self.bytes_sent += n
+            if self._reactor._log_traffic:
+                log_traffic(self, "sent", memoryview(data)[:n], n)
             if self._reactor._instruments is not None and n:
                 self._reactor._instruments.call("bytes_sent", self, n)
             if n == size:
@@ -372,6 +377,8 @@ class StreamTransport:
             return
         buffer.advance(n)
         self.bytes_sent += n
+        if self._reactor._log_traffic:
+            log_traffic(self, "sent (buffered)", None, n)
         if self._reactor._instruments is not None and n:
             self._reactor._instruments.call("bytes_sent", self, n)
         if self._writing_paused and len(buffer) <= self._low_water:
@@ -420,6 +427,12 @@ class StreamTransport:
         self._high_water, self._low_water = high, low
         if self._buffer:
             self._after_buffering()
+        if self._writing_paused and len(self._buffer) <= low and not self._closing:
+            self._writing_paused = False  # the new marks put us below low water
+            try:
+                self._protocol.resume_writing()
+            except Exception as exc:
+                self._protocol_error(exc, "resume_writing")
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._low_water, self._high_water

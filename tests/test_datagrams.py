@@ -346,3 +346,42 @@ def test_reads_per_event_are_bounded_so_others_get_their_turn(reactor):
         b.close()
     st.close()
     run_until(reactor, lambda: not reactor.connections())
+
+
+def test_abort_from_error_received_during_flush_and_during_reads(reactor):
+    class Aborting(Recorder):
+        def error_received(self, exc):
+            super().error_received(exc)
+            self.transport.abort()
+
+    sock = CongestedSocket(["eagain"])
+    protocol = Aborting()
+    try:
+        transport = DatagramTransport(reactor, sock, protocol)
+        reactor.run_once(0)
+        errors = []
+        reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+
+        def failing_sendto(data, addr, _real=sock.sendto):
+            if data == b"too big":
+                raise OSError(errno.EMSGSIZE, "message too long")
+            return _real(data, addr)
+
+        transport.sendto(b"first", ("127.0.0.1", 9))  # EAGAIN: queued
+        sock.sendto = failing_sendto
+        transport.sendto(b"too big", ("127.0.0.1", 9))
+        transport.sendto(b"never", ("127.0.0.1", 9))
+        run_until(reactor, lambda: ("lost", None) in protocol.events)
+        assert errors == [] and sock.wire == [b"first"]
+        assert isinstance(protocol.errors[0], OSError) and protocol.errors[0].errno == errno.EMSGSIZE
+    finally:
+        sock.close()
+
+    truncating = Aborting()
+    st = reactor.open_udp(lambda: truncating, local_addr=("127.0.0.1", 0), max_datagram_size=10)
+    reactor.run_once(0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.sendto(b"x" * 20, st.get_extra_info("sockname"))
+        raw.sendto(b"after", st.get_extra_info("sockname"))
+        run_until(reactor, lambda: ("lost", None) in truncating.events)
+    assert truncating.datagrams == []  # nothing delivered after abort()
