@@ -35,6 +35,7 @@ import unicodedata
 from typing import Any, Optional
 
 from reactor import FrameTooLong, LineProtocol, Reactor, WriteBufferOverflow
+from reactor.monitor import start_monitor
 from reactor.tracing import ChromeTracer, StderrTracer
 
 from .chat_core import Chat, ChatError, User
@@ -392,6 +393,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="record a Chrome trace (open it in ui.perfetto.dev) to FILE")
     parser.add_argument("--trace-stderr", action="store_true",
                         help="narrate every loop event on stderr")
+    parser.add_argument("--monitor", type=int, metavar="PORT",
+                        help="serve the reactor monitor console on 127.0.0.1:PORT (nc to it, type help)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -412,6 +415,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             reactor.add_signal_handler(sig, server.shutdown)
         host, port = listener.address[:2]
         print(f"listening on {host}:{port}", flush=True)
+        if args.monitor is not None:
+            monitor = start_monitor(reactor, args.monitor)
+            print(f"monitor on 127.0.0.1:{monitor.address[1]}", flush=True)
         reactor.run()
     if tracer is not None:
         tracer.close()
