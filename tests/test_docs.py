@@ -1,4 +1,4 @@
-"""The Python examples in README.md run as written."""
+"""The Python examples in README.md and docs/TUTORIAL.md run as written."""
 
 from __future__ import annotations
 
@@ -19,8 +19,16 @@ def test_readme_has_python_examples():
     assert python_blocks(ROOT / "README.md")
 
 
-@pytest.mark.parametrize("index", range(len(python_blocks(ROOT / "README.md"))))
-def test_readme_example_runs(index, capsys):
-    code = python_blocks(ROOT / "README.md")[index]
-    exec(compile(code, f"README.md[python block {index}]", "exec"), {"__name__": "__readme__"})
+DOCS = ["README.md", "docs/TUTORIAL.md"]
+EXAMPLES = [(doc, i) for doc in DOCS for i in range(len(python_blocks(ROOT / doc)))]
+
+
+def test_tutorial_has_examples():
+    assert len(python_blocks(ROOT / "docs/TUTORIAL.md")) >= 6
+
+
+@pytest.mark.parametrize("doc, index", EXAMPLES, ids=[f"{d}-{i}" for d, i in EXAMPLES])
+def test_doc_example_runs(doc, index, capsys):
+    code = python_blocks(ROOT / doc)[index]
+    exec(compile(code, f"{doc}[python block {index}]", "exec"), {"__name__": "__doc_example__"})
     assert capsys.readouterr().out  # every example prints what it shows
