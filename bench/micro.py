@@ -214,6 +214,44 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def instrument_overhead(n: int, repeat: int) -> dict[str, Any]:
+    """call_soon chain on the reactor: no instrument vs one with an unrelated hook.
+
+    Shows that hooks nobody implements cost nothing on the hot path: the
+    ratio should be ~1.0 (within noise).
+    """
+    from reactor.instruments import Instrument
+
+    class FdOnly(Instrument):
+        def fd_registered(self, fd: int, events: int) -> None:
+            pass
+
+    class PerCallback(Instrument):
+        def after_callback(self, handle: Any, elapsed: float) -> None:
+            pass
+
+    samples: dict[str, list[float]] = {"none": [], "unrelated hook": [], "after_callback hook": []}
+    for r in range(repeat):
+        for label, inst in (("none", None), ("unrelated hook", FdOnly()), ("after_callback hook", PerCallback())):
+            loop = Reactor()
+            try:
+                if inst is not None:
+                    loop.add_instrument(inst)
+                gc.collect()
+                gc.disable()
+                try:
+                    seconds = bench_call_soon_chain(loop, loop.run, n, 1)
+                finally:
+                    gc.enable()
+                samples[label].append(n / seconds)
+            finally:
+                loop.close()
+    medians = {label: statistics.median(v) for label, v in samples.items()}
+    return {"ops": n, "ops_per_s": medians,
+            "ratio_unrelated": medians["unrelated hook"] / medians["none"],
+            "ratio_after_callback": medians["after_callback hook"] / medians["none"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, help="runs per measurement (default 5; 2 with --quick)")
@@ -234,8 +272,13 @@ def main(argv: list[str] | None = None) -> int:
           f"asyncio loop: {loop_name}; repeats: {repeat}; producer threads: {args.threads}\n", flush=True)
     results = run_all(n, max(n // 2 // args.threads, 1) * args.threads, args.threads, repeat)
     print(format_table(results))
+    overhead = instrument_overhead(n, repeat)
+    rates = overhead["ops_per_s"]
+    print(f"\ninstrument overhead (call_soon chain, reactor only, {n} ops):")
+    for label, rate in rates.items():
+        print(f"  {label:<22} {rate:>14,.0f} ops/s  {rate / rates['none']:.2f}x")
     if args.json:
-        doc = {"python": sys.version, "platform": platform.platform(), "asyncio_loop": loop_name,
+        doc = {"instrument_overhead": overhead, "python": sys.version, "platform": platform.platform(), "asyncio_loop": loop_name,
                "repeat": repeat, "quick": args.quick, "threads": args.threads, "benchmarks": results}
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)

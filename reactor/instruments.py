@@ -74,6 +74,9 @@ class InstrumentSet:
         self._on_empty = on_empty  # the reactor goes back to its free path
         self.instruments: list[Instrument] = []
         self.hooks: dict[str, list[Callable[..., Any]]] = {}
+        self.watches_callbacks = False
+        self.watches_timers = False
+        self.watches_loop = False
 
     def add(self, instrument: Instrument) -> None:
         if instrument in self.instruments:
@@ -97,6 +100,12 @@ class InstrumentSet:
                 if getattr(type(instrument), name, None) is not getattr(Instrument, name):
                     hooks.setdefault(name, []).append(getattr(instrument, name))
         self.hooks = hooks
+        # The per-callback hooks are the hot ones: the loop skips even the
+        # timing around a callback unless someone listens for it.
+        self.watches_callbacks = "before_callback" in hooks or "after_callback" in hooks
+        self.watches_timers = "timer_fired" in hooks
+        self.watches_loop = bool(hooks.keys() & {"before_select", "after_select", "timer_fired",
+                                                 "before_callback", "after_callback"})
 
     def call(self, hook: str, *args: Any) -> None:
         methods = self.hooks.get(hook)

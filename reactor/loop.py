@@ -234,6 +234,8 @@ class BaseReactor:
     def _run_once(self, timeout: Optional[float]) -> None:
         ready = self._ready
         instruments = self._instruments
+        if instruments is not None and not instruments.watches_loop:
+            instruments = None  # installed instruments watch connections, not the loop
         if ready or self._stopping:
             wait = 0.0
         else:
@@ -259,7 +261,7 @@ class BaseReactor:
             if mask & EVENT_WRITE and writer is not None and not writer._cancelled:
                 ready.append(writer)
 
-        if instruments is None:
+        if instruments is None or not instruments.watches_timers:
             self._timers.pop_due(self._clock(), ready)
         else:
             before = len(ready)
@@ -270,6 +272,8 @@ class BaseReactor:
         # Only what is queued now: work scheduled by these callbacks waits
         # for the next iteration (and its select()).
         ran = 0
+        if instruments is not None and not instruments.watches_callbacks:
+            instruments = None  # nobody listens to callbacks: take the plain path
         for _ in range(len(ready)):
             handle = ready.popleft()
             if not handle._cancelled:

@@ -238,6 +238,11 @@ class Listener:
             logger.warning("accept() on %r failed: %s; turning away waiting peers until "
                            "descriptors are free (logged once per burst)", lsock.getsockname(), exc)
         shed = 0
+        # Linux's accept() takes a descriptor before it looks at the queue, so
+        # EMFILE also comes when nobody is waiting (the accept after the one
+        # that took the last descriptor). Then there is nothing to shed and
+        # the listener is not readable: no spin, and no backoff is due.
+        drained = False
         if self._reserve is not None:
             os.close(self._reserve)
             self._reserve = None
@@ -246,13 +251,15 @@ class Listener:
                     fd, _ = lsock._accept()  # type: ignore[attr-defined]  # a bare fd: no object to finalise
                     os.close(fd)
                     shed += 1
+            except (BlockingIOError, InterruptedError):
+                drained = True  # every waiting peer shed (maybe none was waiting)
             except OSError:
-                pass  # BlockingIOError: all shed; anything else: the backoff below
+                pass  # the backoff below, if nobody could be shed
             finally:
                 self._reserve = _reserve_fd()
         self.accepts_shed += shed
         self._reactor._accepts_shed += shed
-        if shed == 0:
+        if shed == 0 and not drained:
             # The trick did not help (no spare fd, or the whole system is
             # out): stop watching the listener for a while instead of spinning.
             self._stop_accepting()
