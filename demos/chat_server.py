@@ -36,9 +36,9 @@ from typing import Any, Optional
 
 from reactor import FrameTooLong, LineProtocol, Reactor, WriteBufferOverflow
 from reactor.monitor import start_monitor
-from reactor.tracing import ChromeTracer, StderrTracer
 
 from .chat_core import Chat, ChatError, User
+from .tracing_options import add_trace_options, traced
 
 log = logging.getLogger("demos.chat_server")
 
@@ -389,10 +389,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="lines per second per client, sustained (default: %(default)s)")
     parser.add_argument("--flood-burst", type=int, default=FLOOD_BURST,
                         help="lines a client may send at once (default: %(default)s)")
-    parser.add_argument("--trace", metavar="FILE",
-                        help="record a Chrome trace (open it in ui.perfetto.dev) to FILE")
-    parser.add_argument("--trace-stderr", action="store_true",
-                        help="narrate every loop event on stderr")
+    add_trace_options(parser)
     parser.add_argument("--monitor", type=int, metavar="PORT",
                         help="serve the reactor monitor console on 127.0.0.1:PORT (nc to it, type help)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -400,12 +397,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    tracer = ChromeTracer(args.trace) if args.trace else None
     with Reactor() as reactor:
-        if tracer is not None:
-            reactor.add_instrument(tracer)
-        if args.trace_stderr:
-            reactor.add_instrument(StderrTracer())
         server = ChatServer(reactor, max_clients=args.max_clients, max_line=args.max_line,
                             max_output=args.max_output, nick_timeout=args.nick_timeout,
                             idle_timeout=args.idle_timeout, flood_rate=args.flood_rate,
@@ -418,10 +410,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.monitor is not None:
             monitor = start_monitor(reactor, args.monitor)
             print(f"monitor on 127.0.0.1:{monitor.address[1]}", flush=True)
-        reactor.run()
-    if tracer is not None:
-        tracer.close()
-        log.info("trace written to %s (%d events)", args.trace, len(tracer.events))
+        with traced(reactor, args):
+            reactor.run()
     log.info("bye")
     return 0
 

@@ -30,6 +30,7 @@ import signal
 import sys
 from typing import Any, Optional
 
+from demos.tracing_options import add_trace_options, traced
 from reactor import DatagramProtocol, Protocol, Reactor
 
 log = logging.getLogger("demos.echo_server")
@@ -125,6 +126,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="TCP and UDP port; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--no-udp", action="store_true", help="serve TCP only")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_trace_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -143,7 +145,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         host, port = listener.address[:2]
         log.info("echoing %s", "tcp only" if endpoint is None else "tcp and udp")
         print(f"listening on {host}:{port}", flush=True)
-        reactor.run()
+        with traced(reactor, args):
+            reactor.run()
         log.info("stopping")
         listener.close()
         # Leaving the with-block closes the reactor, which closes every

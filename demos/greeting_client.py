@@ -23,6 +23,7 @@ import socket
 import sys
 from typing import Any, Optional
 
+from demos.tracing_options import add_trace_options, traced
 from reactor import Reactor
 
 GREETING = b"Hello, Client! Welcome to the server.\r\n"
@@ -113,6 +114,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="give up after this many seconds (default: %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    add_trace_options(parser)
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error("--count must be at least 1")
@@ -126,7 +128,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         try:
             if not all(c.done for c in client.connections):
                 timer = reactor.call_later(args.timeout, client.give_up)
-                reactor.run()
+                with traced(reactor, args):
+                    reactor.run()
                 timer.cancel()
         finally:
             client.close()

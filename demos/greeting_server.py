@@ -22,6 +22,7 @@ import socket
 import sys
 from typing import Optional
 
+from demos.tracing_options import add_trace_options, traced
 from reactor import Reactor
 
 GREETING = b"Hello, Client! Welcome to the server.\r\n"
@@ -152,6 +153,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--port", type=int, default=8000,
                         help="port to listen on; 0 picks a free one (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_trace_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -167,7 +169,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 reactor.add_signal_handler(sig, reactor.stop)
             host, port = server.address()
             print(f"listening on {host}:{port}", flush=True)
-            reactor.run()
+            with traced(reactor, args):
+                reactor.run()
             log.info("stopping")
         finally:
             server.close()

@@ -44,6 +44,7 @@ import signal
 import sys
 from typing import Any, Optional
 
+from demos.tracing_options import add_trace_options, traced
 from reactor import Connector, Protocol, Reactor
 
 log = logging.getLogger("demos.proxy")
@@ -186,6 +187,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="give up connecting to the target after this many seconds "
                              "(default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_trace_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -204,7 +206,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         host, port = listener.address[:2]
         log.info("forwarding to %s:%s", *target)
         print(f"listening on {host}:{port}", flush=True)
-        reactor.run()
+        with traced(reactor, args):
+            reactor.run()
         log.info("stopping")
         listener.close()
     return 0

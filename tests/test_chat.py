@@ -384,3 +384,24 @@ def test_help(module):
     result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, env=_env(),
                             capture_output=True, timeout=DEADLINE)
     assert result.returncode == 0 and b"--port" in result.stdout
+
+
+def test_chat_server_trace_file_and_monitor(server_factory, tmp_path):
+    import json
+
+    trace = tmp_path / "chat.trace.json"
+    server = server_factory("--trace", str(trace), "--monitor", "0")
+    monitor_line = server.proc.stdout.readline().decode()
+    assert monitor_line.startswith("monitor on 127.0.0.1:")
+    alice = server.client("alice")
+    console = Client(int(monitor_line.rsplit(":", 1)[1]))
+    server.clients.append(console)
+    console.send("connections")
+    assert any("connection(s)" in l for l in console.read_until(lambda l: "connection(s)" in l))
+    alice.send("/quit")
+    alice.read_to_eof()
+    code, err = server.stop()
+    assert code == 0, err
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert {"select", "recv", "send", "connection opened"} <= {e["name"] for e in events}
+    assert sum(e["ph"] == "B" for e in events) == sum(e["ph"] == "E" for e in events)

@@ -1,0 +1,40 @@
+"""``--trace FILE`` and ``--trace-stderr`` for every demo, in one place.
+
+``--trace FILE`` records a Chrome Trace Event file of the run (open it in
+ui.perfetto.dev or chrome://tracing); ``--trace-stderr`` narrates each loop
+event on stderr as it happens. Both are ordinary reactor instruments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from typing import Any, Iterator
+
+from reactor.tracing import ChromeTracer, StderrTracer
+
+
+def add_trace_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trace", metavar="FILE",
+                        help="record a Chrome trace of the loop to FILE (open it in ui.perfetto.dev)")
+    parser.add_argument("--trace-stderr", action="store_true",
+                        help="narrate every loop event on stderr")
+
+
+@contextlib.contextmanager
+def traced(reactor: Any, args: argparse.Namespace) -> Iterator[None]:
+    """Install the tracers *args* asks for around a run; write the trace file after."""
+    chrome = ChromeTracer(args.trace) if getattr(args, "trace", None) else None
+    if chrome is not None:
+        reactor.add_instrument(chrome)
+    if getattr(args, "trace_stderr", False):
+        reactor.add_instrument(StderrTracer())
+    try:
+        yield
+    finally:
+        if chrome is not None:
+            reactor.remove_instrument(chrome)
+            chrome.close()
+            logging.getLogger("demos").info("trace written to %s (%d events)",
+                                            args.trace, len(chrome.events))
