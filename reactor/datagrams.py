@@ -29,7 +29,7 @@ event loop is not allowed to run out of memory, and raising from
 Receiving. The reader reads at most ``MAX_DATAGRAMS_PER_EVENT`` datagrams per
 readiness event, so a flood on one UDP socket cannot starve the TCP
 connections on the same loop: after the batch, everyone else gets a turn.
-Each read uses ``recvmsg`` with a buffer one byte larger than the largest
+Each read uses ``recvmsg_into`` a reused buffer one byte larger than the largest
 datagram accepted (65,507 bytes of UDP payload over IPv4, by default), and
 ``MSG_TRUNC`` in the returned flags reveals a datagram that did not fit: it
 is reported to ``error_received`` as ``DatagramTruncated``, never delivered
@@ -78,6 +78,8 @@ class DatagramTransport:
         self._protocol = protocol
         self._remote = remote  # the peer's sockaddr when connected
         self._bufsize = max_datagram_size + 1  # one spare byte: see MSG_TRUNC
+        self._recv_view = memoryview(bytearray(self._bufsize))
+        self._recv_views = [self._recv_view]
         self._extra: dict[str, Any] = {"socket": sock, "sockname": sock.getsockname(),
                                        "peername": remote}
         self._queue: deque[tuple[bytes, Any]] = deque()
@@ -208,7 +210,9 @@ class DatagramTransport:
         sock, protocol = self._sock, self._protocol
         for _ in range(MAX_DATAGRAMS_PER_EVENT):
             try:
-                data, _, flags, addr = sock.recvmsg(self._bufsize)
+                # Into a reused buffer, as for streams: no 64 KiB allocation
+                # per datagram; only the datagram itself is copied out.
+                n, _, flags, addr = sock.recvmsg_into(self._recv_views)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -216,13 +220,14 @@ class DatagramTransport:
                 # (port unreachable...) surfaces here. Report it; carry on.
                 self._error_received(exc)
                 return
-            if flags & socket.MSG_TRUNC or len(data) >= self._bufsize:
+            if flags & socket.MSG_TRUNC or n >= self._bufsize:
                 self._error_received(DatagramTruncated(
                     f"a datagram from {addr!r} was larger than {self._bufsize - 1} bytes "
                     "and was discarded"))
                 if self._reading_paused or self._closing:
                     return
                 continue
+            data = self._recv_view[:n].tobytes()
             self.datagrams_received += 1
             self.bytes_received += len(data)
             if self._reactor._instruments is not None:

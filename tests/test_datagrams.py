@@ -81,7 +81,7 @@ class CongestedSocket:
         self.wire.append(bytes(data))
         return len(data)
 
-    def recvmsg(self, n):
+    def recvmsg_into(self, buffers):
         raise BlockingIOError
 
     def close(self):
