@@ -83,6 +83,14 @@ def _recv_buffer(reactor: Any) -> memoryview:
 class StreamTransport:
     """A connected stream socket driven by the reactor, with asyncio's Transport API."""
 
+    # Slots: no per-instance __dict__. A server holding 5,000 idle
+    # connections pays for every byte of this object 5,000 times.
+    __slots__ = ("_reactor", "_sock", "_fileno", "_protocol", "_server", "_extra", "_buffer",
+                 "_sendmsg", "_buffered_protocol", "_recv_view", "_high_water", "_low_water",
+                 "_max_buffer", "_closing", "_lost", "_eof_written", "_eof_received",
+                 "_reading_paused", "_writing_paused", "_warned_write_after_close",
+                 "bytes_received", "bytes_sent", "_finished", "_lost_exc", "__weakref__")
+
     def __init__(
         self,
         reactor: "Reactor",
