@@ -1,0 +1,1 @@
+"""Helper programs the tests run in subprocesses (not collected by pytest)."""
