@@ -30,6 +30,12 @@ if TYPE_CHECKING:  # pragma: no cover - import for type hints only
 __all__ = ["Handle", "TimerHandle", "describe_callback"]
 
 
+def _callback_name(callback: Any) -> str:
+    if isinstance(callback, functools.partial):
+        callback = callback.func
+    return getattr(callback, "__qualname__", None) or type(callback).__name__
+
+
 def describe_callback(callback: Callable[..., Any], args: tuple = ()) -> str:
     """Render ``callback(args)`` the way a person would write the call."""
     if isinstance(callback, functools.partial):
@@ -65,7 +71,11 @@ class Handle:
     def cancel(self) -> None:
         """Prevent the callback from running. Safe to call more than once."""
         if not self._cancelled:
-            self._describe()
+            if self._repr is None:
+                # Keep a name for repr() without rendering the arguments:
+                # cancel() is hot (a timeout per request is cancelled per
+                # request), and reprlib on the args would dominate its cost.
+                self._repr = _callback_name(self._callback) + "(...)"
             self._cancelled = True
             self._callback = None  # type: ignore[assignment]
             self._args = ()
@@ -96,7 +106,12 @@ class TimerHandle(Handle):
     def __init__(
         self, when: float, callback: Callable[..., Any], args: tuple, reactor: Reactor
     ) -> None:
-        super().__init__(callback, args, reactor)
+        # Handle.__init__, inlined: call_later is hot.
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._reactor = reactor
+        self._repr = None
         self._when = when
         # True while the handle sits in the heap: only then does cancelling it
         # add to the heap's count of dead entries.
@@ -112,7 +127,11 @@ class TimerHandle(Handle):
 
     def cancel(self) -> None:
         if not self._cancelled:
-            super().cancel()
+            if self._repr is None:
+                self._repr = _callback_name(self._callback) + "(...)"
+            self._cancelled = True
+            self._callback = None  # type: ignore[assignment]
+            self._args = ()
             if self._scheduled:
                 # Tell the heap it holds one more dead entry; it may compact.
                 self._reactor._timers.note_cancelled()

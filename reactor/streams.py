@@ -115,14 +115,14 @@ class Listener:
         self._transport_setup = transport_setup
         self.connections: set[StreamTransport] = set()
         self.accepts_shed = 0
+        if unix_path is not None and not _is_abstract(unix_path):
+            st = os.stat(unix_path)  # before anything here needs closing
+            self._unix_inode = (st.st_dev, st.st_ino)
         self._reserve = _reserve_fd()
         self._fd_burst = False  # in an EMFILE burst (logged already)
         self._accepting = False
         self._closed = False
         self._retry_timer: Any = None
-        if unix_path is not None and not _is_abstract(unix_path):
-            st = os.stat(unix_path)
-            self._unix_inode = (st.st_dev, st.st_ino)
         reactor._endpoints.add(self)
         self._start_accepting()
 

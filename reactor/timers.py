@@ -66,7 +66,8 @@ class TimerQueue:
     def note_cancelled(self) -> None:
         """Called by TimerHandle.cancel() for a handle that is in the heap."""
         self._cancelled += 1
-        self._maybe_compact()
+        if self._cancelled * 2 > len(self._heap) > MIN_COMPACT_SIZE:  # _maybe_compact, inlined
+            self._compact()
 
     def _maybe_compact(self) -> None:
         size = len(self._heap)
