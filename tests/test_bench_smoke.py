@@ -20,3 +20,10 @@ def test_micro_bench_reports_every_benchmark(tmp_path, capsys):
     assert churn["reactor_heap_after"] <= 101  # cancelled timers were compacted away
     table = capsys.readouterr().out
     assert "reactor/asyncio" in table and "call_soon_threadsafe" in table
+
+
+def test_stream_throughput_runs_and_checks_every_byte(capsys):
+    from bench import stream_throughput
+
+    assert stream_throughput.main(["--mib", "5"]) == 0
+    assert "MiB/s each way" in capsys.readouterr().out
