@@ -1,0 +1,549 @@
+"""Echo servers side by side: reactor, asyncio, uvloop and Twisted, one load generator.
+
+Run from the repository root::
+
+    python -m bench.echo                      # the full grid, 3 repeats (about 10 minutes on 2 cores)
+    python -m bench.echo --quick              # a smoke run: tiny grid, short windows
+    python -m bench.echo --sizes 1024 --concurrency 10,100 --repeat 5 --json echo.json
+
+uvloop and Twisted are optional (``pip install -e '.[bench]'``); without
+them their rows say "not installed".
+
+What runs
+---------
+Each server is the textbook Protocol echo of its library (``data_received``
+-> ``transport.write``), started in its own process by ``bench.servers``
+(``--kind reactor|asyncio|uvloop|twisted``) on 127.0.0.1 and a free port.
+A fresh server process serves each measurement, so its peak RSS belongs to
+that measurement alone. Every server is driven by the same load generator:
+``bench/loadgen.c``, compiled on the fly with the system's C compiler into a
+cache directory, or, where there is none, ``bench.pyloadgen`` (the same
+protocol in Python, several processes; much slower, so it saturates early).
+
+The load is closed-loop: C connections each send a message of S bytes, wait
+until all S bytes are echoed, and send the next. The grid is S in 64 B,
+1 KiB, 16 KiB, 100 KiB by C in 1, 10, 100. Then the idle test: A active
+connections (1 KiB), then N idle ones (5,000; each pinged once, so the
+server has accepted and read from it); the server's RSS before and after
+the idle connections arrived, divided by N, is its memory per connection.
+
+Method
+------
+* **Separate cores.** With two or more CPUs, the server runs on one and the
+  load generator (and this script) on another (``sched_setaffinity``), so
+  they do not steal each other's time slices.
+* **Warm-up, then a measured window.** The client warms up, then prints
+  ``start`` and, ``--duration`` seconds later, ``end``; this script samples
+  the server's CPU counters (utime + stime in ``/proc/PID/stat``: the
+  server's own accounting, all threads) at those two instants. CPU per
+  request = server CPU seconds in the window / requests completed in it.
+* **The client's own CPU.** The load generator reports its CPU time over
+  the window; at 90% of its core or more it may be the bottleneck, and the
+  table says so ("client saturated"): the server's figure is then a lower
+  bound.
+* **Latency** is per request, send of the first byte to receipt of the last,
+  in a log-linear histogram (1.6% resolution): p50 and p99.
+* **Peak RSS** is the server's ``VmHWM`` at the end of its measurement.
+* **Interleaving and medians.** Each repeat (``--repeat``, default 3) runs
+  every cell for every server, rotating which server goes first, so slow
+  drift of a shared machine hits all servers alike; the table quotes the
+  median of the repeats. Ratios compare with asyncio's median in the same
+  invocation: "x asyncio" above 1 means more requests per second, below 1
+  means less CPU per request.
+* **Bounded.** Only 127.0.0.1 is contacted; each client process ends itself
+  after its window (and has a hard ``alarm()``); every child is terminated,
+  waited for, and dies with this process.
+
+Why the tests assert no timings: see ``bench/micro.py``. Speed is read from
+this table, compared on one machine, in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from bench._proc import (CLK_TCK, Child, ChildTimeout, cpu_ticks, hwm_kib, pin, raise_nofile, rss_kib,
+                         usable_cpus)
+
+ALL_SERVERS = ("reactor", "asyncio", "uvloop", "twisted")
+OPTIONAL = {"uvloop": "uvloop", "twisted": "twisted"}  # server -> module it needs
+DEFAULT_SIZES = (64, 1024, 16 * 1024, 100 * 1024)
+DEFAULT_CONCURRENCY = (1, 10, 100)
+QUICK_SIZES = (1024,)
+QUICK_CONCURRENCY = (1, 10)
+SATURATED = 0.90  # client CPU, as a fraction of the cores it had
+LOADGEN_SRC = Path(__file__).with_name("loadgen.c")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def human_size(n: int) -> str:
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024} KiB"
+    return f"{n} B"
+
+
+def short_size(n: int) -> str:
+    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else f"{n}B"
+
+
+# -- the load generator --------------------------------------------------------
+
+def _cache_dirs() -> list[Path]:
+    dirs = []
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    dirs.append(Path(base) / "reactor-bench")
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    dirs.append(Path(tempfile.gettempdir()) / f"reactor-bench-{uid}")
+    return dirs
+
+
+def build_loadgen() -> tuple[Optional[Path], str]:
+    """Compile loadgen.c once per source version; (binary or None, what happened)."""
+    compiler = next((c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)), None)
+    if compiler is None:
+        return None, "no C compiler found (cc, gcc, clang)"
+    source = LOADGEN_SRC.read_bytes()
+    tag = hashlib.sha256(source + compiler.encode() + platform.machine().encode()).hexdigest()[:16]
+    errors = []
+    for directory in _cache_dirs():
+        binary = directory / f"loadgen-{tag}"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary, f"{binary} (cached)"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".loadgen-{tag}-{os.getpid()}"
+            proc = subprocess.run([compiler, "-O2", "-o", str(tmp), str(LOADGEN_SRC)],
+                                  capture_output=True, text=True, timeout=120)
+            if proc.returncode != 0:
+                tmp.unlink(missing_ok=True)
+                return None, f"{compiler} failed: {proc.stderr.strip()[-500:]}"
+            os.replace(tmp, binary)  # atomic: concurrent runs see a whole binary or none
+            return binary, f"{binary} (compiled with {compiler})"
+        except (OSError, subprocess.SubprocessError) as exc:
+            errors.append(f"{directory}: {exc}")
+    return None, "cannot compile loadgen.c: " + "; ".join(errors)
+
+
+class Setup:
+    """Everything a measurement needs to know, decided once."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.duration: float = args.duration
+        self.warmup: float = args.warmup
+        self.client_kind = "python"
+        self.client_note = ""
+        binary = None
+        if args.client in ("auto", "c"):
+            binary, self.client_note = build_loadgen()
+            if binary is None and args.client == "c":
+                raise SystemExit(f"--client c: {self.client_note}")
+        if binary is not None:
+            self.client_kind = "c"
+            self.client_argv = [str(binary)]
+        else:
+            if args.client == "auto":
+                self.client_note = f"{self.client_note}; falling back to the Python client"
+            else:
+                self.client_note = "the Python client (--client python)"
+            self.client_argv = [sys.executable, "-m", "bench.pyloadgen"]
+        cpus = usable_cpus()
+        self.server_cpus: Optional[list[int]] = None
+        self.client_cpus: Optional[list[int]] = None
+        if len(cpus) >= 2 and not args.no_pin:
+            self.server_cpus = [cpus[0]]
+            # The C client is one thread: one core. Python workers: all the rest.
+            self.client_cpus = [cpus[1]] if self.client_kind == "c" else cpus[1:]
+        self.cpus = cpus
+
+
+# -- one measurement ------------------------------------------------------------
+
+def start_server(kind: str, setup: Setup) -> tuple[Child, int]:
+    server = Child([sys.executable, "-m", "bench.servers", "--kind", kind], cpus=setup.server_cpus)
+    try:
+        line = server.readline(timeout=60)
+        if not line or not line.startswith("PORT "):
+            raise RuntimeError(f"{kind} server did not start: {line!r} {server.stderr_tail()}")
+        return server, int(line.split()[1])
+    except BaseException:
+        server.close()
+        raise
+
+
+def measure(kind: str, setup: Setup, size: int, conns: int, idle: int = 0) -> dict[str, Any]:
+    """One server process, one client run; the figures of its measured window."""
+    row: dict[str, Any] = {"server": kind, "size": size, "concurrency": conns, "idle": idle,
+                           "client": setup.client_kind, "ok": False}
+    try:
+        server, port = start_server(kind, setup)
+    except (RuntimeError, OSError, ChildTimeout) as exc:
+        row["error"] = str(exc)
+        return row
+    with server:
+        argv = setup.client_argv + ["--port", str(port), "--conns", str(conns), "--size", str(size),
+                                    "--duration", str(setup.duration), "--warmup", str(setup.warmup)]
+        if idle:
+            argv += ["--idle", str(idle)]
+        with Child(argv, stdin=bool(idle), cpus=setup.client_cpus) as client:
+            marks: dict[str, tuple[float, Optional[int], Optional[int]]] = {}
+            doc: Optional[dict[str, Any]] = None
+            timeout = setup.warmup + setup.duration + 60 + idle / 50
+            try:
+                while True:
+                    line = client.readline(timeout)
+                    if line is None:
+                        break
+                    if line in ("start", "end", "before", "after"):
+                        marks[line] = (time.monotonic(), cpu_ticks(server.pid), rss_kib(server.pid))
+                        if line in ("before", "after"):
+                            client.send_line()
+                    elif line.startswith("{"):
+                        doc = json.loads(line)
+                status = client.wait(30)
+            except (ChildTimeout, OSError, ValueError) as exc:
+                row["error"] = f"client: {exc}; {client.stderr_tail()}"
+                return row
+            if status != 0 or doc is None or "start" not in marks or "end" not in marks:
+                alive = server.proc.poll() is None
+                row["error"] = (f"client exit status {status}: {client.stderr_tail() or 'no message'}"
+                                + ("" if alive else f"; server died: {server.stderr_tail()}"))
+                return row
+        hwm = hwm_kib(server.pid)
+        if server.proc.poll() is not None:
+            row["error"] = f"server died: {server.stderr_tail()}"
+            return row
+    (t0, c0, _), (t1, c1, _) = marks["start"], marks["end"]
+    server_cpu = (c1 - c0) / CLK_TCK if c0 is not None and c1 is not None else float("nan")
+    requests = doc["requests"]
+    row.update(
+        ok=requests > 0, requests=requests, duration=doc["duration"], rps=doc["rps"],
+        p50_us=doc["p50_us"], p99_us=doc["p99_us"], mean_us=doc["mean_us"], max_us=doc["max_us"],
+        server_cpu_s=server_cpu, server_cpu_frac=server_cpu / (t1 - t0) if t1 > t0 else float("nan"),
+        cpu_us_per_req=server_cpu * 1e6 / requests if requests else float("nan"),
+        peak_rss_kib=hwm, client_cpu_s=doc["cpu_s"], client_cpu_frac=doc["cpu_frac"],
+        client_saturated=doc["cpu_frac"] >= SATURATED)
+    if not requests:
+        row["error"] = "no request completed in the window"
+    if idle:
+        before, after = marks.get("before"), marks.get("after")
+        if before and after and before[2] is not None and after[2] is not None:
+            row.update(rss_before_kib=before[2], rss_after_kib=after[2],
+                       kib_per_conn=(after[2] - before[2]) / idle)
+        else:
+            row.update(ok=False, error="the server's RSS could not be read")
+    return row
+
+
+# -- aggregation and tables -------------------------------------------------------
+
+def median(values: Sequence[float]) -> float:
+    values = [v for v in values if v == v]  # drop NaN
+    return statistics.median(values) if values else float("nan")
+
+
+def summarise(runs: list[dict[str, Any]], keys: Sequence[str], kinds: Sequence[str],
+              cells: Sequence[tuple[int, int]], idle: bool) -> list[dict[str, Any]]:
+    out = []
+    for size, conc in cells:
+        group = {k: [r for r in runs if r["server"] == k and r["size"] == size and r["concurrency"] == conc
+                     and bool(r["idle"]) == idle] for k in kinds}
+        base: dict[str, float] = {}
+        for kind in kinds:
+            ok = [r for r in group[kind] if r["ok"]]
+            entry: dict[str, Any] = {"server": kind, "size": size, "concurrency": conc, "runs": len(ok)}
+            if not ok:
+                errors = [r.get("error", "?") for r in group[kind]]
+                entry["error"] = errors[0] if errors else "not run"
+            else:
+                for key in keys:
+                    entry[key] = median([r[key] for r in ok if r.get(key) is not None])
+                entry["client_saturated_runs"] = sum(1 for r in ok if r["client_saturated"])
+            out.append(entry)
+            if kind == "asyncio" and ok:
+                base = entry
+        for entry in out[-len(kinds):]:
+            if base and "rps" in entry:
+                entry["ratio_rps"] = entry["rps"] / base["rps"]
+                entry["ratio_cpu"] = entry["cpu_us_per_req"] / base["cpu_us_per_req"]
+                if idle and base.get("kib_per_conn"):
+                    entry["ratio_kib_per_conn"] = entry["kib_per_conn"] / base["kib_per_conn"]
+                # The same ratio taken within each repeat first (pairs run minutes
+                # apart are not compared), then the median: robust to drift.
+                paired = []
+                for r in (x for x in group[entry["server"]] if x["ok"]):
+                    twin = [a for a in group["asyncio"] if a["ok"] and a["repeat"] == r["repeat"]]
+                    if twin:
+                        paired.append(r["rps"] / twin[0]["rps"])
+                entry["ratio_rps_paired"] = median(paired)
+    return out
+
+
+def fmt(value: Any, spec: str, width: int) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-".rjust(width)
+    return format(value, spec).rjust(width)
+
+
+def ratio(value: Any, width: int = 8) -> str:
+    return fmt(value, ".2f", width - 1) + "x" if value is not None and value == value else "-".rjust(width)
+
+
+def status_row(kind: str, entry: Optional[dict[str, Any]], status: dict[str, str]) -> Optional[str]:
+    if status[kind] != "ok":
+        return f"{kind:<9} {status[kind]}"
+    if entry is None or "rps" not in entry:
+        return f"{kind:<9} failed: {(entry or {}).get('error', 'not run')}"
+    return None
+
+
+def grid_tables(summary: list[dict[str, Any]], kinds: Sequence[str], all_kinds: Sequence[str],
+                status: dict[str, str], cells: Sequence[tuple[int, int]], repeat: int) -> str:
+    lines = []
+    header = (f"{'server':<9} {'req/s':>9} {'x asyncio':>9} {'CPU us/req':>10} {'x asyncio':>9} "
+              f"{'p50 us':>8} {'p99 us':>8} {'peak RSS':>9} {'srv CPU':>7} {'client CPU':>10}")
+    for size, conc in cells:
+        lines.append(f"-- {human_size(size)} messages, {conc} connection{'s' if conc > 1 else ''} "
+                     f"(median of {repeat}) --")
+        lines.append(header)
+        for kind in all_kinds:
+            entry = next((e for e in summary if e["server"] == kind and e["size"] == size
+                          and e["concurrency"] == conc), None)
+            bad = status_row(kind, entry, status)
+            if bad:
+                lines.append(bad)
+                continue
+            assert entry is not None
+            sat = entry["client_saturated_runs"]
+            client = fmt(entry["client_cpu_frac"] * 100, ".0f", 3) + "%"
+            if sat:
+                client += f"  CLIENT SATURATED ({sat}/{entry['runs']} runs)"
+            lines.append(
+                f"{kind:<9} {fmt(entry['rps'], ',.0f', 9)} {ratio(entry.get('ratio_rps'), 9)} "
+                f"{fmt(entry['cpu_us_per_req'], '.1f', 10)} {ratio(entry.get('ratio_cpu'), 9)} "
+                f"{fmt(entry['p50_us'], ',.0f', 8)} {fmt(entry['p99_us'], ',.0f', 8)} "
+                f"{fmt(entry['peak_rss_kib'] / 1024, '.1f', 5)} MiB {fmt(entry['server_cpu_frac'] * 100, '.0f', 6)}% "
+                f"{client:>10}")
+        lines.append("")
+    # One matrix of the headline ratio, to read the whole grid at a glance.
+    if len(cells) > 1:
+        cols = [f"{short_size(s)}/c{c}" for s, c in cells]
+        width = max(8, max(len(c) for c in cols) + 1)
+        lines.append("req/s relative to asyncio, same run (medians; > 1.00x is faster):")
+        lines.append(f"{'server':<9}" + "".join(c.rjust(width) for c in cols))
+        for kind in all_kinds:
+            if status[kind] != "ok":
+                lines.append(f"{kind:<9} {status[kind]}")
+                continue
+            row = f"{kind:<9}"
+            for size, conc in cells:
+                entry = next((e for e in summary if e["server"] == kind and e["size"] == size
+                              and e["concurrency"] == conc), {})
+                row += ratio(entry.get("ratio_rps"), width)
+            lines.append(row)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def idle_table(summary: list[dict[str, Any]], all_kinds: Sequence[str], status: dict[str, str],
+               idle: int, active: int, repeat: int) -> str:
+    lines = [f"-- {idle:,} idle connections + {active} active (1 KiB), median of {repeat} --",
+             f"{'server':<9} {'RSS before':>10} {'RSS after':>10} {'KiB/conn':>9} {'x asyncio':>9} "
+             f"{'active req/s':>12} {'p99 us':>8} {'CPU us/req':>10} {'client CPU':>10}"]
+    for kind in all_kinds:
+        entry = next((e for e in summary if e["server"] == kind), None)
+        bad = status_row(kind, entry, status)
+        if bad:
+            lines.append(bad)
+            continue
+        assert entry is not None
+        client = fmt(entry["client_cpu_frac"] * 100, ".0f", 3) + "%"
+        if entry["client_saturated_runs"]:
+            client += f"  CLIENT SATURATED ({entry['client_saturated_runs']}/{entry['runs']} runs)"
+        lines.append(
+            f"{kind:<9} {fmt(entry['rss_before_kib'] / 1024, '.1f', 6)} MiB {fmt(entry['rss_after_kib'] / 1024, '.1f', 6)} MiB "
+            f"{fmt(entry['kib_per_conn'], '.2f', 9)} {ratio(entry.get('ratio_kib_per_conn'), 9)} "
+            f"{fmt(entry['rps'], ',.0f', 12)} {fmt(entry['p99_us'], ',.0f', 8)} "
+            f"{fmt(entry['cpu_us_per_req'], '.1f', 10)} {client:>10}")
+    return "\n".join(lines) + "\n"
+
+
+# -- main -------------------------------------------------------------------
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("values must be positive")
+    return values
+
+
+def server_list(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [n for n in names if n not in ALL_SERVERS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"servers are {', '.join(ALL_SERVERS)}; got {text!r}")
+    return [n for n in ALL_SERVERS if n in names]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.echo", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny grid, short windows: a smoke run")
+    parser.add_argument("--repeat", type=int, help="repeats, interleaved; medians quoted (default 3; 1 with --quick)")
+    parser.add_argument("--duration", type=float, help="measured seconds per run (default 2; 0.4 with --quick)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per run (default 0.5; 0.15 with --quick)")
+    parser.add_argument("--sizes", type=int_list, help="message sizes in bytes (default 64,1024,16384,102400)")
+    parser.add_argument("--concurrency", type=int_list, help="connections (default 1,10,100)")
+    parser.add_argument("--servers", type=server_list, default=list(ALL_SERVERS),
+                        help="comma-separated subset of reactor,asyncio,uvloop,twisted (default: all)")
+    parser.add_argument("--idle", type=int, help="idle connections for the memory test (default 5000; 200 with --quick)")
+    parser.add_argument("--idle-active", type=int, help="active connections during it (default 100; 10 with --quick)")
+    parser.add_argument("--no-idle", action="store_true", help="skip the idle-connections test")
+    parser.add_argument("--client", choices=("auto", "c", "python"), default="auto",
+                        help="load generator: the C one if a compiler exists (auto), or force one")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and client to separate cores")
+    parser.add_argument("--json", metavar="FILE", help="write every run and the summary as JSON to FILE")
+    args = parser.parse_args(argv)
+    q = args.quick
+    args.repeat = args.repeat if args.repeat is not None else (1 if q else 3)
+    args.duration = args.duration if args.duration is not None else (0.4 if q else 2.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.15 if q else 0.5)
+    sizes = args.sizes or list(QUICK_SIZES if q else DEFAULT_SIZES)
+    concurrency = args.concurrency or list(QUICK_CONCURRENCY if q else DEFAULT_CONCURRENCY)
+    idle = args.idle if args.idle is not None else (200 if q else 5000)
+    active = args.idle_active if args.idle_active is not None else (10 if q else 100)
+    if args.repeat < 1 or args.duration <= 0 or args.warmup < 0 or idle < 0 or active < 1:
+        parser.error("--repeat, --duration and --idle-active must be positive, --warmup and --idle at least 0")
+
+    status = {k: "ok" for k in ALL_SERVERS}
+    for kind in ALL_SERVERS:
+        if kind not in args.servers:
+            status[kind] = "not selected (--servers)"
+        elif kind in OPTIONAL and importlib.util.find_spec(OPTIONAL[kind]) is None:
+            status[kind] = f"not installed (pip install {OPTIONAL[kind]}, or the 'bench' extra)"
+    kinds = [k for k in ALL_SERVERS if status[k] == "ok"]
+    shown = [k for k in ALL_SERVERS if k in args.servers or k in OPTIONAL]
+
+    soft, hard = raise_nofile()
+    idle_note = ""
+    if args.no_idle or idle == 0:
+        idle_note = "skipped (--no-idle)"
+    elif soft < idle + active + 200:
+        idle_note = (f"skipped: {idle + active + 200} file descriptors needed, RLIMIT_NOFILE allows "
+                     f"{soft} (hard limit {hard})")
+    run_idle = not idle_note
+
+    setup = Setup(args)
+    old_affinity = usable_cpus()
+    if setup.client_cpus:
+        pin(0, setup.client_cpus)  # this script: on the client's side, away from the server
+    cells = [(s, c) for s in sizes for c in concurrency]
+    total = args.repeat * (len(cells) + (1 if run_idle else 0)) * len(kinds)
+    est = total * (args.warmup + args.duration + 0.6) + (args.repeat * len(kinds) * idle / 2000 if run_idle else 0)
+    lines = [
+        f"python -m bench.echo: Python {platform.python_version()} ({platform.python_implementation()}) "
+        f"on {platform.platform()}",
+        f"load generator: {setup.client_kind} ({setup.client_note})",
+        f"cpus: {len(setup.cpus)}; " + (
+            f"server pinned to cpu {setup.server_cpus}, client to cpu {setup.client_cpus}"
+            if setup.server_cpus else "not pinned" + (" (--no-pin)" if args.no_pin else " (one cpu)")),
+        f"grid: sizes {', '.join(human_size(s) for s in sizes)} x connections "
+        f"{', '.join(map(str, concurrency))}; warm-up {args.warmup:g} s, window {args.duration:g} s, "
+        f"{args.repeat} repeat(s), interleaved; {total} runs, about {est / 60:.1f} min",
+    ]
+    for kind in ALL_SERVERS:
+        if status[kind] != "ok" and kind in shown:
+            lines.append(f"{kind}: {status[kind]}")
+    if idle_note:
+        lines.append(f"idle test: {idle_note}")
+    print("\n".join(lines) + "\n", flush=True)
+
+    runs: list[dict[str, Any]] = []
+    done = 0
+    started = time.monotonic()
+    try:
+        for rep in range(args.repeat):
+            jobs = [(size, conc, 0) for size, conc in cells] + ([(1024, active, idle)] if run_idle else [])
+            for index, (size, conc, n_idle) in enumerate(jobs):
+                shift = (rep + index) % len(kinds)
+                for kind in kinds[shift:] + kinds[:shift]:
+                    row = measure(kind, setup, size, conc, n_idle)
+                    row["repeat"] = rep
+                    runs.append(row)
+                    done += 1
+                    what = f"{human_size(size)} c{conc}" + (f" + {n_idle} idle" if n_idle else "")
+                    if row["ok"]:
+                        extra = f", {row['kib_per_conn']:.2f} KiB/conn" if n_idle else ""
+                        sat = " (client saturated)" if row["client_saturated"] else ""
+                        log(f"[{done}/{total}] {kind:<8} {what}: {row['rps']:,.0f} req/s, "
+                            f"{row['cpu_us_per_req']:.1f} us CPU/req{extra}{sat}")
+                    else:
+                        log(f"[{done}/{total}] {kind:<8} {what}: FAILED: {row.get('error')}")
+    finally:
+        pin(0, old_affinity)
+    elapsed = time.monotonic() - started
+
+    keys = ("rps", "cpu_us_per_req", "p50_us", "p99_us", "peak_rss_kib", "server_cpu_frac",
+            "client_cpu_frac", "requests")
+    summary = summarise(runs, keys, kinds, cells, idle=False)
+    idle_summary = (summarise(runs, keys + ("rss_before_kib", "rss_after_kib", "kib_per_conn"), kinds,
+                              [(1024, active)], idle=True) if run_idle else [])
+    print(grid_tables(summary, kinds, shown, status, cells, args.repeat))
+    if run_idle:
+        print(idle_table(idle_summary, shown, status, idle, active, args.repeat))
+    else:
+        print(f"idle connections test: {idle_note}\n")
+    saturated = [r for r in runs if r.get("client_saturated")]
+    if saturated:
+        print(f"note: the load generator saturated (>= {SATURATED:.0%} of its core) in {len(saturated)} of "
+              f"{len(runs)} runs, marked above; those servers may be faster than shown.")
+    print(f"{len(runs)} runs in {elapsed / 60:.1f} min. Ratios: x asyncio of the median, same invocation; "
+          "CPU is the server process's own utime+stime over the measured window.")
+    if args.json:
+        doc = {
+            "meta": {"python": sys.version, "platform": platform.platform(), "cpus": len(setup.cpus),
+                     "server_cpus": setup.server_cpus, "client_cpus": setup.client_cpus,
+                     "client": setup.client_kind, "client_note": setup.client_note,
+                     "repeat": args.repeat, "duration": args.duration, "warmup": args.warmup,
+                     "sizes": sizes, "concurrency": concurrency, "quick": q, "idle": idle if run_idle else 0,
+                     "idle_active": active, "idle_note": idle_note, "saturation_threshold": SATURATED,
+                     "elapsed_s": elapsed, "argv": sys.argv[1:] if argv is None else argv},
+            "servers": status, "summary": summary, "idle_summary": idle_summary, "runs": runs,
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(_clean(doc), f, indent=2, allow_nan=False)
+    failed = [r for r in runs if not r["ok"]]
+    return 1 if failed and len(failed) == len(runs) else 0
+
+
+def _clean(obj: Any) -> Any:
+    """NaN (a figure that could not be read) -> null, so the JSON is strict."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+if __name__ == "__main__":
+    sys.exit(main())
