@@ -370,9 +370,27 @@ class StreamTransport:
         self._after_buffering()
 
     def writelines(self, list_of_data: Any) -> None:
-        """Write each item in turn; small items are coalesced into one send."""
+        """Write each item in order; on an idle connection, all in one vectored send.
+
+        ``write()`` per item would cost one ``send()`` per item: queueing the
+        lot first lets the kernel take it in a single ``sendmsg()``.
+        """
+        if self._buffer or self._closing or self._eof_written:
+            for data in list_of_data:  # the cases where write() already queues (or refuses)
+                self.write(data)
+            return
+        buffer = self._buffer
         for data in list_of_data:
-            self.write(data)
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                buffer.clear()
+                raise TypeError(
+                    f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+            buffer.append(data)
+        if not buffer or not self._send_buffered():
+            return
+        if buffer:
+            self._reactor.add_writer(self._sock, self._on_writable)
+            self._after_buffering()
 
     def _after_buffering(self) -> None:
         size = len(self._buffer)
@@ -389,6 +407,16 @@ class StreamTransport:
                 self._protocol_error(exc, "pause_writing")
 
     def _on_writable(self) -> None:
+        if not self._send_buffered() or self._buffer or self._lost:
+            return
+        self._reactor.remove_writer(self._sock)
+        if self._closing:
+            self._schedule_connection_lost(None)
+        elif self._eof_written:
+            self._shutdown_write()
+
+    def _send_buffered(self) -> bool:
+        """Offer the buffer to the kernel once; False if that ended the connection."""
         buffer = self._buffer
         try:
             if self._sendmsg is not None and buffer.chunk_count() > 1:
@@ -396,10 +424,10 @@ class StreamTransport:
             else:
                 n = self._sock.send(buffer.first())
         except (BlockingIOError, InterruptedError):
-            return
+            return True
         except OSError as exc:
             self._fatal_error(exc, "send() failed")
-            return
+            return False
         buffer.advance(n)
         self.bytes_sent += n
         if self._reactor._log_traffic:
@@ -412,13 +440,8 @@ class StreamTransport:
                 self._protocol.resume_writing()
             except Exception as exc:
                 self._protocol_error(exc, "resume_writing")
-                return
-        if not buffer and not self._lost:
-            self._reactor.remove_writer(self._sock)
-            if self._closing:
-                self._schedule_connection_lost(None)
-            elif self._eof_written:
-                self._shutdown_write()
+                return False
+        return True
 
     def write_eof(self) -> None:
         """Half-close: send FIN once the buffer is flushed. Reading goes on."""

@@ -163,7 +163,9 @@ step = st.one_of(st.integers(min_value=0, max_value=5000), st.sampled_from(["blo
 
 
 @settings(max_examples=60)
-@given(writes=st.lists(st.tuples(payloads, kinds, st.integers(min_value=0, max_value=2)), max_size=25),
+# Each write is one write(data), or (a list) one writelines() of several.
+@given(writes=st.lists(st.tuples(st.one_of(payloads, st.lists(payloads, max_size=5)), kinds,
+                                 st.integers(min_value=0, max_value=2)), max_size=25),
        schedule=st.lists(step, max_size=60))
 def test_transport_delivers_all_writes_in_order_whatever_the_socket_takes(writes, schedule):
     sock = FlakySocket(schedule)
@@ -190,8 +192,12 @@ def test_transport_delivers_all_writes_in_order_whatever_the_socket_takes(writes
         reactor.run_once(0)  # connection_made
         expected = bytearray()
         for data, kind, iterations in writes:
-            transport.write(as_kind(data, kind))
-            expected += data
+            if isinstance(data, list):
+                transport.writelines([as_kind(d, kind) for d in data])
+                expected += b"".join(data)
+            else:
+                transport.write(as_kind(data, kind))
+                expected += data
             assert transport.get_write_buffer_size() == len(expected) - len(sock.received)
             for _ in range(iterations):
                 reactor.run_once(0)
@@ -207,3 +213,20 @@ def test_transport_delivers_all_writes_in_order_whatever_the_socket_takes(writes
     flow = [e for e in events if e in ("pause", "resume")]
     assert flow == ["pause", "resume"] * (len(flow) // 2)
 
+
+
+def test_writelines_on_an_idle_connection_is_one_vectored_send():
+    sock = FlakySocket([])
+    with Reactor() as reactor, sock:
+        from reactor.transports import StreamTransport
+        transport = StreamTransport(reactor, sock, Protocol())
+        reactor.run_once(0)
+        lines = [b"line %d\r\n" % i for i in range(50)] + [b"x" * (4 * COALESCE_LIMIT)]
+        transport.writelines(lines)
+        assert sock.sendmsg_calls == 1 and bytes(sock.received) == b"".join(lines)
+        assert transport.get_write_buffer_size() == 0
+        with pytest.raises(TypeError):
+            transport.writelines([b"ok", "text"])
+        assert transport.get_write_buffer_size() == 0 and bytes(sock.received) == b"".join(lines)
+        transport.abort()
+        reactor.run_once(0)
