@@ -10,9 +10,10 @@ Sending. ``sendto(data, addr)`` tries ``sock.sendto`` at once. If the kernel
 says "not now" (``EAGAIN``, or ``ENOBUFS`` when an interface queue is full),
 the datagram is queued, whole, and the writer is registered; on writability
 the queue is flushed in order, one ``sendto`` per datagram, until the
-kernel pushes back again. Other errors (``EMSGSIZE``, an ICMP error reported
-on a connected socket) go to ``protocol.error_received(exc)`` and concern
-only that datagram: the endpoint lives on. Peers get this wrong in known
+kernel pushes back again. Other errors (``EMSGSIZE``, say) go to
+``protocol.error_received(exc)`` and concern only that datagram: the
+endpoint lives on. An ICMP error on a connected socket belongs to an earlier
+datagram: it is reported, and the send that revealed it is tried again. Peers get this wrong in known
 ways: Twisted raises on ``EAGAIN`` instead of queueing, and asyncio's byte
 count drifts (CPython gh-135444) because it counts a header for some
 datagrams and not for others. Here the queue counts exactly the payload
@@ -30,10 +31,18 @@ Receiving. The reader reads at most ``MAX_DATAGRAMS_PER_EVENT`` datagrams per
 readiness event, so a flood on one UDP socket cannot starve the TCP
 connections on the same loop: after the batch, everyone else gets a turn.
 Each read uses ``recvmsg_into`` a reused buffer one byte larger than the largest
-datagram accepted (65,507 bytes of UDP payload over IPv4, by default), and
+datagram accepted (by default the largest the family carries: 65,507 bytes
+of UDP payload over IPv4, 65,527 over IPv6), and
 ``MSG_TRUNC`` in the returned flags reveals a datagram that did not fit: it
 is reported to ``error_received`` as ``DatagramTruncated``, never delivered
 cut.
+
+Errors in callbacks. An exception from ``datagram_received`` or
+``error_received`` concerns one datagram: it goes to the exception handler
+and the endpoint reads on, so one malformed datagram from one peer cannot
+close a server for all of them (asyncio behaves the same). An exception from
+``connection_made``, ``pause_writing`` or ``resume_writing`` leaves the
+endpoint in an unknown state: it is reported and the endpoint is closed.
 """
 
 from __future__ import annotations
@@ -51,12 +60,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .network import Reactor
 
 __all__ = ["DatagramTransport", "open_udp", "MAX_DATAGRAMS_PER_EVENT", "MAX_UDP_PAYLOAD",
-           "DEFAULT_MAX_QUEUE_SIZE"]
+           "MAX_UDP6_PAYLOAD", "DEFAULT_MAX_QUEUE_SIZE"]
 
 logger = logging.getLogger("reactor")
 
 # The largest UDP payload over IPv4: 65,535 - 20 (IP header) - 8 (UDP header).
 MAX_UDP_PAYLOAD = 65_507
+# Over IPv6 the 16-bit payload length excludes the IPv6 header itself, so
+# only the UDP header comes off: 65,535 - 8 (jumbograms aside, RFC 2675).
+MAX_UDP6_PAYLOAD = 65_527
 # Datagrams read per readiness event: a batch amortises the select() call,
 # the bound keeps a flooded socket from monopolising the loop.
 MAX_DATAGRAMS_PER_EVENT = 32
@@ -69,9 +81,11 @@ class DatagramTransport:
     """A UDP socket driven by the reactor, with asyncio's DatagramTransport API."""
 
     def __init__(self, reactor: "Reactor", sock: socket.socket, protocol: Any, *,
-                 remote: Any = None, max_datagram_size: int = MAX_UDP_PAYLOAD,
+                 remote: Any = None, max_datagram_size: Optional[int] = None,
                  max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE) -> None:
         sock.setblocking(False)
+        if max_datagram_size is None:  # the largest datagram the family can carry
+            max_datagram_size = MAX_UDP6_PAYLOAD if sock.family == socket.AF_INET6 else MAX_UDP_PAYLOAD
         self._reactor = reactor
         self._sock = sock
         self._fileno = sock.fileno()
@@ -147,7 +161,18 @@ class DatagramTransport:
 
     def _send(self, data: BytesLike, addr: Any) -> None:
         if addr is None:
-            n = self._sock.send(data)
+            try:
+                n = self._sock.send(data)
+            except ConnectionRefusedError as exc:
+                # Discussion: on a connected socket, the ICMP "port
+                # unreachable" of an *earlier* datagram is reported by the
+                # next send(), which then sends nothing; reporting it clears
+                # it. This datagram deserves its own attempt, or a peer that
+                # comes back would silently miss it.
+                self._error_received(exc)
+                if self._closing:
+                    return
+                n = self._sock.send(data)
         else:
             n = self._sock.sendto(data, addr)
         self.datagrams_sent += 1
@@ -199,10 +224,10 @@ class DatagramTransport:
             except Exception as exc:
                 self._protocol_error(exc, "resume_writing")
                 return
-        if not queue and not self._lost:
+        if not queue:
             self._reactor.remove_writer(self._sock)
             if self._closing:
-                self._schedule_connection_lost(None)
+                self._schedule_connection_lost(None)  # a no-op if already scheduled
 
     # -- receiving ---------------------------------------------------------
 
@@ -235,8 +260,9 @@ class DatagramTransport:
             try:
                 protocol.datagram_received(data, addr)
             except Exception as exc:
-                self._protocol_error(exc, "datagram_received")
-                return
+                # One bad datagram (from any peer) must not close the
+                # endpoint for every peer: report it and read on.
+                self._report(exc, "datagram_received")
             if self._reading_paused or self._closing:
                 return
 
@@ -244,7 +270,7 @@ class DatagramTransport:
         try:
             self._protocol.error_received(exc)
         except Exception as error:
-            self._protocol_error(error, "error_received")
+            self._report(error, "error_received")
 
     def pause_reading(self) -> None:
         if self._closing or self._reading_paused:
@@ -280,12 +306,15 @@ class DatagramTransport:
         if not high >= low >= 0:
             raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
         self._high_water, self._low_water = high, low
-        if self._queued_bytes > high and not self._writing_paused:
-            self._writing_paused = True
-            self._protocol.pause_writing()
-        elif self._writing_paused and self._queued_bytes <= low:
-            self._writing_paused = False
-            self._protocol.resume_writing()
+        try:
+            if self._queued_bytes > high and not self._writing_paused:
+                self._writing_paused = True
+                self._protocol.pause_writing()
+            elif self._writing_paused and self._queued_bytes <= low:
+                self._writing_paused = False
+                self._protocol.resume_writing()
+        except Exception as exc:
+            self._protocol_error(exc, "pause_writing" if self._writing_paused else "resume_writing")
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._low_water, self._high_water
@@ -324,7 +353,14 @@ class DatagramTransport:
         self._reactor.remove_writer(self._sock)
         self._schedule_connection_lost(exc)
 
+    def _report(self, exc: BaseException, method: str) -> None:
+        self._reactor.call_exception_handler({
+            "message": f"protocol.{method}() raised",
+            "exception": exc, "transport": self, "protocol": self._protocol})
+
     def _protocol_error(self, exc: BaseException, method: str) -> None:
+        """A lifecycle or flow-control callback raised: the endpoint's state is
+        unknown, so close it (per-datagram callbacks only ``_report``)."""
         self._reactor.call_exception_handler({
             "message": f"protocol.{method}() raised; closing the endpoint",
             "exception": exc, "transport": self, "protocol": self._protocol})
@@ -358,25 +394,42 @@ class DatagramTransport:
                 "message": "protocol.connection_lost() raised",
                 "exception": error, "transport": self, "protocol": self._protocol})
         finally:
+            # Out of the selector before the fd is closed, whatever path led
+            # here: a registered, closed fd breaks select() (EBADF) or, once
+            # the number is reused, the next endpoint's registration.
+            self._reactor.remove_reader(self._sock)
+            self._reactor.remove_writer(self._sock)
             self._sock.close()
             self._reactor._connection_closed(self, exc)
 
 
 def _same_address(a: Any, b: Any) -> bool:
+    """Same (host, port)? IP literals compare by value ("::1" is
+    "0:0:0:0:0:0:0:1"); names are not resolved (that would block), so
+    "localhost" is not "127.0.0.1" here, as in asyncio."""
     if isinstance(a, tuple) and isinstance(b, tuple):
-        return a[:2] == b[:2]
+        return a[1] == b[1] and _packed_host(a[0]) == _packed_host(b[0])
     return a == b
+
+
+def _packed_host(host: Any) -> Any:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.inet_pton(family, host)
+        except (OSError, TypeError, ValueError):
+            pass
+    return host
 
 
 def open_udp(reactor: "Reactor", factory: Any, local_addr: Any = None, remote_addr: Any = None, *,
              family: int = 0, reuse_port: bool = False, allow_broadcast: bool = False,
-             max_datagram_size: int = MAX_UDP_PAYLOAD,
+             max_datagram_size: Optional[int] = None,
              max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE) -> DatagramTransport:
     if not callable(factory):
         raise TypeError(f"a protocol factory must be callable, got {factory!r}")
     if local_addr is None and remote_addr is None and not family:
         raise ValueError("open_udp() needs local_addr, remote_addr or family")
-    if max_datagram_size < 1 or max_queue_size < 0:
+    if (max_datagram_size is not None and max_datagram_size < 1) or max_queue_size < 0:
         raise ValueError("max_datagram_size must be >= 1 and max_queue_size >= 0")
     local = remote = None
     if remote_addr is not None:

@@ -135,15 +135,16 @@ class Reactor(BaseReactor):
 
     def open_udp(self, factory: ProtocolFactory, local_addr: Any = None, remote_addr: Any = None, *,
                  family: int = 0, reuse_port: bool = False, allow_broadcast: bool = False,
-                 max_datagram_size: int = datagrams.MAX_UDP_PAYLOAD,
+                 max_datagram_size: Optional[int] = None,
                  max_queue_size: int = datagrams.DEFAULT_MAX_QUEUE_SIZE) -> DatagramTransport:
         """Open a UDP endpoint for a ``DatagramProtocol`` from *factory*; returns its transport.
 
         *local_addr* ``(host, port)`` binds (port 0: any free port);
         *remote_addr* connects, fixing the peer (``sendto(data)`` then needs
         no address, replies from elsewhere are filtered by the kernel, and
-        ICMP errors reach ``error_received``). *max_datagram_size*: larger
-        incoming datagrams are reported as ``DatagramTruncated``.
+        ICMP errors reach ``error_received``). *max_datagram_size* (default:
+        the largest the family carries): larger incoming datagrams are
+        reported as ``DatagramTruncated``.
         *max_queue_size*: payload bytes the send queue may hold; beyond it
         datagrams are dropped and counted in ``transport.datagrams_dropped``.
         """

@@ -216,6 +216,11 @@ class StreamTransport:
                 "message": "protocol.connection_lost() raised",
                 "exception": error, "transport": self, "protocol": self._protocol})
         finally:
+            # Out of the selector before the fd is closed, whatever path led
+            # here: a registered, closed fd breaks select() (EBADF) or, once
+            # the number is reused, the next connection's registration.
+            self._reactor.remove_reader(self._sock)
+            self._reactor.remove_writer(self._sock)
             self._sock.close()
             self._reactor._connection_closed(self, exc)
             server, self._server = self._server, None
@@ -407,9 +412,11 @@ class StreamTransport:
                 self._protocol_error(exc, "pause_writing")
 
     def _on_writable(self) -> None:
-        if not self._send_buffered() or self._buffer or self._lost:
+        if not self._send_buffered() or self._buffer:
             return
         self._reactor.remove_writer(self._sock)
+        if self._lost:
+            return  # closed from resume_writing(); connection_lost is on its way
         if self._closing:
             self._schedule_connection_lost(None)
         elif self._eof_written:

@@ -21,6 +21,12 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+
+def examples(n: int) -> int:
+    """*n* examples for a slow property under the default profile; the deep
+    profile's count scaled alike (so ``@settings`` never caps a deep run)."""
+    return max(n, n * settings().max_examples // 100)
+
 # Every selector class this platform offers: the loop must behave the same
 # on each (CPython's test_events.py runs its suite per selector the same way).
 SELECTOR_CLASSES = [

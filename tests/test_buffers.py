@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from reactor import Protocol, Reactor
 from reactor.buffers import COALESCE_LIMIT, SendBuffer
 
+from .conftest import examples
+
 payloads = st.one_of(
     st.binary(max_size=64),
     st.binary(min_size=COALESCE_LIMIT - 2, max_size=COALESCE_LIMIT + 2),
@@ -162,7 +164,7 @@ class FlakySocket:
 step = st.one_of(st.integers(min_value=0, max_value=5000), st.sampled_from(["block", "intr"]))
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 # Each write is one write(data), or (a list) one writelines() of several.
 @given(writes=st.lists(st.tuples(st.one_of(payloads, st.lists(payloads, max_size=5)), kinds,
                                  st.integers(min_value=0, max_value=2)), max_size=25),
@@ -230,3 +232,33 @@ def test_writelines_on_an_idle_connection_is_one_vectored_send():
         assert transport.get_write_buffer_size() == 0 and bytes(sock.received) == b"".join(lines)
         transport.abort()
         reactor.run_once(0)
+
+
+def test_close_from_resume_writing_takes_the_socket_out_of_the_selector():
+    sock = FlakySocket([100, "block"])
+    fd = sock.fileno()
+    events = []
+
+    class Closer(Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def resume_writing(self):
+            events.append("resume")
+            self.transport.close()  # the buffer has just drained: close at once
+
+        def connection_lost(self, exc):
+            events.append(("lost", exc))
+
+    with Reactor() as reactor, sock:
+        from reactor.transports import StreamTransport
+        transport = StreamTransport(reactor, sock, Closer())
+        transport.set_write_buffer_limits(high=10, low=0)
+        reactor.run_once(0)
+        transport.write(b"x" * 1000)  # 100 sent, 900 buffered: over high water
+        for _ in range(10):
+            if ("lost", None) in events:
+                break
+            reactor.run_once(0)
+        assert events == ["resume", ("lost", None)] and bytes(sock.received) == b"x" * 1000
+        assert fd not in [key.fd for key in reactor._selector.get_map().values()]
