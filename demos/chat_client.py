@@ -57,7 +57,10 @@ class ChatClient:
     def start(self, host: str, port: int, timeout: float) -> None:
         connector = self.reactor.connect_tcp(lambda: ServerLines(self), host, port, timeout=timeout)
         connector.add_done_callback(self.connected)
-        os.set_blocking(self.stdin_fd, False)
+        # stdin stays blocking: one os.read() after the loop said "readable"
+        # returns at once. (Making it non-blocking would also make stdout
+        # non-blocking when both are the same terminal, and print() would
+        # then drop lines whenever the terminal falls behind.)
         try:
             self.reactor.add_reader(self.stdin_fd, self.read_stdin)
         except PermissionError:
@@ -85,10 +88,7 @@ class ChatClient:
             self.transport.write_eof()
 
     def read_stdin(self) -> None:
-        try:
-            data = os.read(self.stdin_fd, 4096)
-        except BlockingIOError:
-            return
+        data = os.read(self.stdin_fd, 4096)
         if data:
             if self.transport is None:
                 self.pending += data
@@ -129,17 +129,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="connect timeout in seconds")
     args = parser.parse_args(argv)
 
-    stdin_fd = sys.stdin.fileno()
-    was_blocking = os.get_blocking(stdin_fd)
-    try:
-        with Reactor() as reactor:
-            client = ChatClient(reactor, args.nick, stdin_fd, sys.stdout)
-            reactor.add_signal_handler(signal.SIGINT, client.interrupted)
-            reactor.add_signal_handler(signal.SIGTERM, client.interrupted)
-            client.start(args.host, args.port, args.timeout)
-            reactor.run()
-    finally:
-        os.set_blocking(stdin_fd, was_blocking)  # leave the terminal as we found it
+    with Reactor() as reactor:
+        client = ChatClient(reactor, args.nick, sys.stdin.fileno(), sys.stdout)
+        reactor.add_signal_handler(signal.SIGINT, client.interrupted)
+        reactor.add_signal_handler(signal.SIGTERM, client.interrupted)
+        client.start(args.host, args.port, args.timeout)
+        reactor.run()
     return client.status
 
 

@@ -49,6 +49,7 @@ NICK_TIMEOUT = 60.0
 FLOOD_RATE = 5.0  # lines per second, sustained
 FLOOD_BURST = 10  # lines at once
 SHUTDOWN_GRACE = 5.0  # seconds to flush goodbyes before aborting
+PRE_NICK_COMMANDS = ("nick", "help", "quit")  # what a client may do before choosing a nickname
 
 BANNER = ("Welcome to the reactor chat server!",
           "Lines are sent to your room; /help lists the commands.")
@@ -68,47 +69,71 @@ HELP = """Commands:
 
 IAC, SB, SE = 255, 250, 240
 WILL, WONT, DO, DONT = 251, 252, 253, 254
+CR, LF, NUL = 13, 10, 0
+# Real subnegotiations (terminal type, window size) are a few bytes long; a
+# longer one is a stray 0xFF 0xFA in someone's text, not telnet.
+MAX_SUBNEGOTIATION = 256
 
 
 class TelnetFilter:
     """Removes telnet commands (RFC 854) from a byte stream. Sans-IO, resumable.
 
     ``IAC cmd``, ``IAC WILL/WONT/DO/DONT opt`` and ``IAC SB ... IAC SE``
-    are dropped; ``IAC IAC`` is a literal 0xFF byte. The state survives
-    between ``feed()`` calls, so a sequence split across reads is handled.
+    are dropped; ``IAC IAC`` is a literal 0xFF byte; ``IAC`` before a byte
+    that is no command drops only the ``IAC``. ``CR NUL`` (what telnet sends
+    for Enter in character mode) becomes ``CR LF``. A subnegotiation ends at
+    ``IAC SE``, or, since a stray ``IAC SB`` must not swallow everything the
+    client sends after it, at a newline or after ``MAX_SUBNEGOTIATION`` bytes.
+    The state survives between ``feed()`` calls, so a sequence split across
+    reads is handled.
     """
 
     def __init__(self) -> None:
         self._state = "data"
+        self._after_cr = False  # the last data byte was CR (for CR NUL)
+        self._sb_length = 0
 
     def feed(self, data: bytes) -> bytes:
-        if self._state == "data" and IAC not in data:
-            return data  # the common case: no telnet at all
+        if self._state == "data" and IAC not in data and NUL not in data:
+            if data:  # the common case: no telnet at all
+                self._after_cr = data[-1] == CR
+            return data
         out = bytearray()
         state = self._state
         for byte in data:
             if state == "data":
                 if byte == IAC:
                     state = "iac"
-                else:
-                    out.append(byte)
+                    continue
+                if byte == NUL and self._after_cr:
+                    byte = LF
+                out.append(byte)
+                self._after_cr = byte == CR
             elif state == "iac":
+                state = "data"
                 if byte == IAC:
                     out.append(IAC)
-                    state = "data"
+                    self._after_cr = False
                 elif byte in (WILL, WONT, DO, DONT):
                     state = "option"
                 elif byte == SB:
-                    state = "sb"
-                else:
-                    state = "data"
+                    state, self._sb_length = "sb", 0
+                elif byte < SE:  # not a command: keep the byte
+                    out.append(byte)
+                    self._after_cr = byte == CR
             elif state == "option":
                 state = "data"
-            elif state == "sb":
-                if byte == IAC:
-                    state = "sb-iac"
-            elif state == "sb-iac":
-                state = "data" if byte == SE else "sb"
+            else:  # "sb" or "sb-iac": inside IAC SB ... IAC SE
+                self._sb_length += 1
+                if byte == LF or self._sb_length > MAX_SUBNEGOTIATION:
+                    state = "data"  # not telnet after all: resynchronise on text
+                    out.append(byte)
+                    self._after_cr = False
+                elif state == "sb":
+                    if byte == IAC:
+                        state = "sb-iac"
+                else:
+                    state = "data" if byte == SE else "sb"
         self._state = state
         return bytes(out)
 
@@ -117,16 +142,22 @@ class TelnetFilter:
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
 
 
+# Format characters that text needs: the zero-width joiner builds emoji
+# sequences and ligatures, the non-joiner is part of Persian spelling.
+_KEEP_FORMAT = {"\u200c", "\u200d"}
+
+
 def clean_line(raw: bytes) -> str:
     """Bytes from the wire -> text that is safe to show on someone's terminal.
 
     Invalid UTF-8 becomes U+FFFD; escape sequences and every other control
-    or invisible formatting character (C0, DEL, C1, bidi overrides) go;
-    tabs become spaces.
+    or invisible formatting character (C0, DEL, C1, bidi overrides) go,
+    except the zero-width (non-)joiner; tabs become spaces.
     """
     text = raw.decode("utf-8", errors="replace").replace("\t", " ")
     text = _ANSI.sub("", text)
-    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf")).strip()
+    return "".join(ch for ch in text if ch in _KEEP_FORMAT
+                   or unicodedata.category(ch) not in ("Cc", "Cf")).strip()
 
 
 class TokenBucket:
@@ -239,20 +270,24 @@ class ChatConnection(LineProtocol):
         if not text:
             return
         try:
-            if self.user is None:
-                self.choose_nick(text)
-            elif text.startswith("/"):
+            if text.startswith("/"):
                 command, _, rest = text[1:].partition(" ")
-                handler = getattr(self, f"do_{command.lower()}", None) if command.isalpha() else None
+                command = command.lower()
+                log.debug("%s %s: /%s", self.peer, self.user.nick if self.user else "-", command)
+                handler = getattr(self, f"do_{command}", None) if command.isalpha() else None
                 if handler is None:
                     raise ChatError(f"unknown command /{command}; try /help")
+                if self.user is None and command not in PRE_NICK_COMMANDS:
+                    raise ChatError(f"choose a nickname first (or /{', /'.join(PRE_NICK_COMMANDS)})")
                 handler(rest.strip())
+            elif self.user is None:
+                self.choose_nick(text)
             else:
                 self.server.chat.say(self.user, text)
         except ChatError as exc:
             self.send(f"!!! {exc}")
-            if self.user is None:
-                self.prompt()
+        if self.user is None and not self.transport.is_closing():
+            self.prompt()  # still no nickname (a bad one, or /help)
 
     def choose_nick(self, nick: str) -> None:
         self.user = self.server.chat.register(nick, self.send)
@@ -288,7 +323,10 @@ class ChatConnection(LineProtocol):
             self.send(line)
 
     def do_nick(self, rest: str) -> None:
-        self.server.chat.rename(self.user, rest)
+        if self.user is None:
+            self.choose_nick(rest)
+        else:
+            self.server.chat.rename(self.user, rest)
 
     def do_join(self, rest: str) -> None:
         self.server.chat.join(self.user, rest)
@@ -317,7 +355,8 @@ class ChatConnection(LineProtocol):
 
     def do_quit(self, rest: str) -> None:
         self.reason = f"quit: {rest}" if rest else "quit"
-        self.server.chat.quit(self.user, rest)
+        if self.user is not None:
+            self.server.chat.quit(self.user, rest)
         self.send("*** goodbye")
         self.transport.close()
 
@@ -326,8 +365,9 @@ class ChatServer:
     def __init__(self, reactor: Reactor, *, max_clients: int = 1000, max_line: int = MAX_LINE,
                  max_output: int = MAX_OUTPUT, nick_timeout: float = NICK_TIMEOUT,
                  idle_timeout: float = 0.0, flood_rate: float = FLOOD_RATE,
-                 flood_burst: int = FLOOD_BURST) -> None:
+                 flood_burst: int = FLOOD_BURST, shutdown_grace: float = SHUTDOWN_GRACE) -> None:
         self.reactor = reactor
+        self.shutdown_grace = shutdown_grace
         self.chat = Chat()
         self.connections: set[ChatConnection] = set()
         self.max_clients = max_clients
@@ -344,9 +384,15 @@ class ChatServer:
         self.listener = self.reactor.listen_tcp(lambda: ChatConnection(self), host, port)
         return self.listener
 
-    def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
-        """Tell everyone, flush, close; abort stragglers after *grace* seconds; then stop."""
+    def shutdown(self, grace: Optional[float] = None) -> None:
+        """Tell everyone, flush, close; abort stragglers after *grace* seconds; then stop.
+
+        A second call (a second Ctrl-C) aborts the stragglers at once.
+        """
         if self.closing:
+            if self.connections:
+                log.info("shutting down now: aborting %d client(s)", len(self.connections))
+                self._abort_stragglers()
             return
         self.closing = True
         log.info("shutting down: %d client(s)", len(self.connections))
@@ -358,7 +404,7 @@ class ChatServer:
                 conn.send("*** the server is shutting down; goodbye")
             conn.reason = "server shutdown"
             conn.transport.close()  # flushes the goodbye first
-        self.reactor.call_later(grace, self._abort_stragglers)
+        self.reactor.call_later(self.shutdown_grace if grace is None else grace, self._abort_stragglers)
         self.connection_gone()
 
     def _abort_stragglers(self) -> None:
@@ -389,6 +435,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="lines per second per client, sustained (default: %(default)s)")
     parser.add_argument("--flood-burst", type=int, default=FLOOD_BURST,
                         help="lines a client may send at once (default: %(default)s)")
+    parser.add_argument("--shutdown-grace", type=float, default=SHUTDOWN_GRACE,
+                        help="seconds to flush goodbyes on SIGINT/SIGTERM before disconnecting "
+                             "(a second signal: at once; default: %(default)s)")
     add_trace_options(parser)
     parser.add_argument("--monitor", type=int, metavar="PORT",
                         help="serve the reactor monitor console on 127.0.0.1:PORT (nc to it, type help)")
@@ -401,8 +450,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         server = ChatServer(reactor, max_clients=args.max_clients, max_line=args.max_line,
                             max_output=args.max_output, nick_timeout=args.nick_timeout,
                             idle_timeout=args.idle_timeout, flood_rate=args.flood_rate,
-                            flood_burst=args.flood_burst)
-        listener = server.listen(args.host, args.port)
+                            flood_burst=args.flood_burst, shutdown_grace=args.shutdown_grace)
+        try:
+            listener = server.listen(args.host, args.port)
+        except OSError as exc:  # the port is taken, or the address is not ours
+            print(f"{parser.prog}: {exc.strerror} (try another --port)", file=sys.stderr)
+            return 2
         for sig in (signal.SIGINT, signal.SIGTERM):
             reactor.add_signal_handler(sig, server.shutdown)
         host, port = listener.address[:2]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -90,12 +91,27 @@ TELNET = [b"\xff\xfb\x01", b"\xff\xfd\x03", b"\xff\xf1", b"\xff\xfa\x18\x01\xff\
 def test_telnet_filter_strips_commands_however_the_stream_is_split(parts, cuts):
     stream = b"".join(parts)
     expected = b"".join(b"\xff" if p == b"\xff\xff" else b"" if p in TELNET else p for p in parts)
+    expected = expected.replace(b"\r\0", b"\r\n")  # telnet's CR NUL is Enter
     points = sorted({c % (len(stream) + 1) for c in cuts}) + [len(stream)]
     f, out, prev = TelnetFilter(), b"", 0
     for p in points:
         out += f.feed(stream[prev:p])
         prev = p
     assert out == expected
+
+
+@pytest.mark.parametrize("stream, text", [
+    (b"caf\xe9 \xff\xfa oops\r\nnext line\r\n", b"caf\xe9 \nnext line\r\n"),  # stray IAC SB: up to the newline
+    (b"\xff\xfa" + b"z" * 300 + b"ok", b"z" * (300 - 256) + b"ok"),  # or a bounded length
+    (b"\xff\xfa\x1f\x00\x50\x00\x18\xff\xf0hi", b"hi"),  # a real one (window size)
+    (b"a\xffbc", b"abc"),  # IAC before a non-command byte: only the IAC goes
+    (b"line\r\0", b"line\r\n"),  # Enter in telnet's character mode
+    (b"nul\0alone", b"nul\0alone"),  # (clean_line removes that NUL later)
+])
+def test_telnet_filter_edge_cases(stream, text):
+    assert TelnetFilter().feed(stream) == text
+    f = TelnetFilter()  # and byte by byte
+    assert b"".join(f.feed(stream[i:i + 1]) for i in range(len(stream))) == text
 
 
 @pytest.mark.parametrize("raw, text", [
@@ -106,6 +122,9 @@ def test_telnet_filter_strips_commands_however_the_stream_is_split(parts, cuts):
     (b"tab\there", "tab here"),
     ("rtl \u202eevil".encode(), "rtl evil"),
     ("caf\u00e9 \u2713".encode(), "caf\u00e9 \u2713"),
+    ("family \U0001F468\u200d\U0001F469\u200d\U0001F467".encode(),
+     "family \U0001F468\u200d\U0001F469\u200d\U0001F467"),  # joiners build emoji sequences
+    ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645".encode(), "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"),  # Persian ZWNJ
     (b"\x9b31m c1", "\ufffd31m c1"),  # a lone C1 byte is invalid UTF-8
     ("\u009b31m c1".encode(), "31m c1"),  # the C1 control character itself is removed
 ])
@@ -133,14 +152,39 @@ def _env():
     return env
 
 
+def read_line(proc: subprocess.Popen, timeout: float = DEADLINE) -> str:
+    """One line of *proc*'s stdout, or fail after *timeout* (never hang on a silent child)."""
+    if not select.select([proc.stdout], [], [], timeout)[0]:
+        raise AssertionError(f"no output from {proc.args} within {timeout}s")
+    return proc.stdout.readline().decode()
+
+
 class Server:
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "demos.chat_server", "--port", "0", *args],
-                                     cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("listening on "), self.proc.stderr.read()
-        self.port = int(line.rsplit(":", 1)[1])
+        # stderr goes to a file: a pipe nobody reads during the test would
+        # block the server once its log passed the pipe's 64 KiB.
+        self.log = tempfile.TemporaryFile()
         self.clients: list[Client] = []
+        self.signalled = False
+        self.proc = subprocess.Popen([sys.executable, "-m", "demos.chat_server", "--port", "0", *args],
+                                     cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=self.log)
+        try:
+            line = read_line(self.proc)
+            assert line.startswith("listening on "), self.stderr()
+        except BaseException:
+            self.stop()
+            raise
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def signal(self, sig: int) -> None:
+        """Send *sig* once; stop() then only waits (a second signal could land
+        after the server restored the default handlers, and kill it)."""
+        self.signalled = True
+        self.proc.send_signal(sig)
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode()
 
     def client(self, nick=None, rcvbuf=None) -> "Client":
         c = Client(self.port, rcvbuf)
@@ -152,17 +196,17 @@ class Server:
         return c
 
     def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is None and not self.signalled:
+            self.signal(signal.SIGTERM)
         try:
             code = self.proc.wait(timeout=DEADLINE)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
-        err = self.proc.stderr.read().decode()
+        err = self.stderr()
         self.proc.stdout.close()
-        self.proc.stderr.close()
+        self.log.close()
         for c in self.clients:
             c.sock.close()
         return code, err
@@ -284,12 +328,14 @@ def test_hostile_input(server_factory):
     assert bob.read_until(lambda l: l.startswith("!!!")) == [
         "!!! line too long (at most 100 bytes); it was discarded"]
     bob.send(b"\xff\xfd\x18\xff\xfb\x01" + b"telnet \x1b[2J\x1b[31mred\x1b[0m \x07bell")
-    bob.send(bytes(range(0, 256)).replace(b"\n", b"").replace(b"\xff", b"")[:90])  # binary garbage
+    garbage_bytes = bytes(random.Random(5).randrange(256) for _ in range(90))
+    bob.send(garbage_bytes.replace(b"\n", b"").replace(b"\xff", b"").replace(b"\0", b""))  # binary garbage
     bob.send("still here")
     got = alice.read_until("<bob> still here")
     assert got[0] == "<bob> telnet red bell"
     garbage = got[1]
     assert garbage.startswith("<bob> ") and not any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in garbage)
+    assert "\ufffd" in garbage  # invalid UTF-8 was replaced, not fatal
     assert len(got) == 3  # the long line never reached alice
     code, err = server.stop()
     assert code == 0 and "Traceback" not in err
@@ -316,28 +362,112 @@ def test_a_client_that_never_reads_is_disconnected_and_others_carry_on(server_fa
     assert code == 0 and "reason=not reading" in err
 
 
-def test_nick_timeout_and_max_clients(server_factory):
-    server = server_factory("--nick-timeout", "0.3", "--max-clients", "2")
-    a = server.client()
-    b = server.client("bee")
+def test_max_clients(server_factory):
+    server = server_factory("--max-clients", "2")
+    server.client()
+    server.client("bee")
     full = Client(server.port)
     server.clients.append(full)
     assert full.read_to_eof() == ["!!! the server is full, try again later"]
-    assert "did not choose a nickname" in a.read_to_eof()[-1]
     code, err = server.stop()
     assert code == 0
 
 
-def test_sigterm_tells_everyone_and_exits_zero(server_factory):
+def test_nick_timeout_and_idle_timeout(server_factory):
+    server = server_factory("--nick-timeout", "0.3", "--idle-timeout", "0.5")
+    unnamed = server.client()
+    talker = server.client("talker")
+    assert "did not choose a nickname" in unnamed.read_to_eof()[-1]
+    assert talker.read_to_eof()[-1] == "*** idle for 0.5 seconds; goodbye"
+    code, err = server.stop()
+    assert code == 0
+    assert "reason=no nickname chosen in time" in err and "nick=talker reason=idle" in err
+
+
+def test_commands_before_choosing_a_nickname(server_factory):
+    server = server_factory()
+    c = server.client()
+    c.send("/help")
+    assert "Commands:" in c.read_until("Choose a nickname:")
+    c.send("/who")
+    assert c.read_until("Choose a nickname:")[0].startswith("!!! choose a nickname first")
+    c.send("/nick early")
+    c.read_until("*** early joined #lobby")
+    late = server.client()
+    late.send("/quit not today")
+    assert late.read_to_eof()[-1] == "*** goodbye"
+    code, err = server.stop()
+    assert code == 0 and "reason=quit: not today" in err
+
+
+def test_flood_control_drops_excess_lines_with_one_notice(server_factory):
+    # A rate so low that no token comes back during the test: exactly the burst gets through.
+    server = server_factory("--flood-rate", "0.001", "--flood-burst", "10")
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.sock.sendall(b"".join(b"flood %d\r\n" % i for i in range(30)))  # one paste
+    assert bob.read_until(lambda l: l.startswith("!!!")) == [
+        "!!! slow down: you are sending too fast; lines are being dropped"]
+    server.signal(signal.SIGTERM)
+    got = alice.read_to_eof()
+    # bob's nickname took one token of the ten
+    assert [l for l in got if l.startswith("<bob>")] == [f"<bob> flood {i}" for i in range(9)]
+    assert sum(l.startswith("!!!") for l in bob.read_to_eof()) == 0  # told once, not per line
+    code, err = server.stop()
+    assert code == 0
+
+
+def test_the_default_line_limit_is_one_kib(server_factory):
+    server = server_factory()
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.send(b"k" * 1025)
+    assert bob.read_until(lambda l: l.startswith("!!!")) == [
+        "!!! line too long (at most 1024 bytes); it was discarded"]
+    bob.send(b"k" * 1024)
+    assert alice.read_until(lambda l: l.startswith("<bob>")) == ["<bob> " + "k" * 1024]
+    code, err = server.stop()
+    assert code == 0
+
+
+def test_a_port_in_use_is_one_clear_line(server_factory):
+    server = server_factory()
+    result = subprocess.run([sys.executable, "-m", "demos.chat_server", "--port", str(server.port)],
+                            cwd=ROOT, env=_env(), capture_output=True, timeout=DEADLINE)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and "in use" in err and "--port" in err
+    server.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_tells_everyone_and_exits_zero(server_factory, sig):
     server = server_factory()
     clients = [server.client(f"c{i}") for i in range(5)]
     unnamed = server.client()
-    server.proc.send_signal(signal.SIGTERM)
+    server.signal(sig)
     for c in clients:
         assert "*** the server is shutting down; goodbye" in c.read_to_eof()
     assert "*** the server is shutting down; goodbye" in unnamed.read_to_eof()
     code, err = server.stop()
     assert code == 0 and "Traceback" not in err
+
+
+def test_shutdown_aborts_a_client_that_will_not_take_its_goodbye(server_factory):
+    server = server_factory("--max-output", str(8 << 20), "--flood-rate", "100000",
+                            "--flood-burst", "100000", "--shutdown-grace", "0.5")
+    lazy = server.client("lazy", rcvbuf=4096)
+    alice = server.client("alice")
+    for n in range(3000):  # ~3 MB queued for lazy, who reads none of it
+        alice.send(f"{n} " + "y" * 1000)
+    alice.send("/who")
+    alice.read_until(lambda l: l.startswith("*** in #lobby"))  # all of it was routed
+    server.signal(signal.SIGTERM)
+    assert "*** the server is shutting down; goodbye" in alice.read_to_eof()
+    code, err = server.stop()  # returns once the grace is over: lazy was aborted
+    assert code == 0, err
+    assert "nick=lazy reason=server shutdown (output not flushed in time)" in err
+    assert "nick=alice reason=server shutdown" in err
 
 
 def test_chat_client_through_pipes(server_factory):
@@ -366,6 +496,60 @@ def test_chat_client_through_pipes(server_factory):
     assert "<watcher> hello piped" in lines and "*** in #lobby: watcher, piped" in lines
     assert lines[-1] == "[client] disconnected"
     watcher.read_until("*** piped quit (connection closed by peer)")
+    server.stop()
+
+
+def start_chat_client(port: int, nick: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "demos.chat_client", "--port", str(port),
+                             "--nick", nick], cwd=ROOT, env=_env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, list[str], str]:
+    """Wait for the client to exit by itself (its stdin still open), then read what it printed."""
+    try:
+        proc.wait(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    return proc.returncode, out.decode().splitlines(), err.decode()
+
+
+def test_chat_client_exits_when_the_server_goes_away(server_factory):
+    server = server_factory()
+    watcher = server.client("watcher")
+    proc = start_chat_client(server.port, "leftover")
+    try:
+        watcher.read_until("*** leftover joined #lobby")
+        server.signal(signal.SIGTERM)  # stdin stays open: the server ends the session
+        code, lines, err = finish(proc)
+    finally:
+        proc.stdin.close()
+    assert code == 0, err
+    assert lines[-2:] == ["*** the server is shutting down; goodbye", "[client] disconnected"]
+    server.stop()
+
+
+def test_chat_client_exits_cleanly_on_ctrl_c(server_factory):
+    server = server_factory()
+    watcher = server.client("watcher")
+    proc = start_chat_client(server.port, "impatient")
+    try:
+        watcher.read_until("*** impatient joined #lobby")
+        proc.stdin.write(b"typed before ctrl-c\n")
+        proc.stdin.flush()
+        watcher.read_until("<impatient> typed before ctrl-c")
+        proc.send_signal(signal.SIGINT)
+        code, lines, err = finish(proc)
+    finally:
+        proc.stdin.close()
+    assert code == 0 and "Traceback" not in err, err
+    assert lines[-1] == "[client] disconnected"
+    watcher.read_until("*** impatient quit (connection closed by peer)")
     server.stop()
 
 

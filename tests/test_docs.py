@@ -32,3 +32,34 @@ def test_doc_example_runs(doc, index, capsys):
     code = python_blocks(ROOT / doc)[index]
     exec(compile(code, f"{doc}[python block {index}]", "exec"), {"__name__": "__doc_example__"})
     assert capsys.readouterr().out  # every example prints what it shows
+
+
+def marked_command(marker: str) -> str:
+    """The one line in the fenced block after ``<!-- marker -->`` in README.md (as .ci/run reads it)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split(f"<!-- {marker} -->", 1)[1].split("```", 2)[1]
+    lines = [line for line in block.splitlines()[1:] if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_readme_demo_command_starts_the_chat_server_on_the_port_it_names():
+    import shlex
+    import subprocess
+    import sys
+
+    argv = shlex.split(marked_command("demo-command"))
+    assert argv[:3] == ["python3", "-m", "demos.chat_server"], argv
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    help_text = subprocess.run([sys.executable, *argv[1:], "--help"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=30).stdout
+    assert "(default: 7000)" in help_text and "127.0.0.1:7000" in readme and "nc 127.0.0.1 7000" in readme
+    # As written, on a free port instead of 7000 (which may be taken here).
+    proc = subprocess.Popen([sys.executable, *argv[1:], "--port", "0"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().startswith("listening on 127.0.0.1:")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        proc.stdout.close()
