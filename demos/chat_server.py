@@ -38,6 +38,7 @@ from reactor import FrameTooLong, LineProtocol, Reactor, WriteBufferOverflow
 from reactor.monitor import start_monitor
 
 from .chat_core import Chat, ChatError, User
+from .cli import why
 from .tracing_options import add_trace_options, traced
 
 log = logging.getLogger("demos.chat_server")
@@ -454,7 +455,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         try:
             listener = server.listen(args.host, args.port)
         except OSError as exc:  # the port is taken, or the address is not ours
-            print(f"{parser.prog}: {exc.strerror} (try another --port)", file=sys.stderr)
+            print(f"{parser.prog}: cannot listen on {args.host}:{args.port}: {why(exc)} (try another --port)",
+                  file=sys.stderr)
             return 2
         for sig in (signal.SIGINT, signal.SIGTERM):
             reactor.add_signal_handler(sig, server.shutdown)

@@ -19,6 +19,8 @@ sends block. When the buffer drains, ``resume_writing()`` and we read again.
 Memory per connection stays around the high-water mark whatever the client
 does. The UDP side does the same with its datagram queue; UDP has no window,
 so a client that floods us loses datagrams instead (UDP is allowed to).
+
+Exit status: 0 when stopped by SIGINT or SIGTERM, 2 if it cannot listen.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ import sys
 from typing import Any, Optional
 
 from demos.tracing_options import add_trace_options, traced
+from demos.cli import why
 from reactor import DatagramProtocol, Protocol, Reactor
+
+PROG = "python -m demos.echo_server"  # how users run it, for --help and errors
 
 log = logging.getLogger("demos.echo_server")
 
@@ -96,11 +101,16 @@ class UdpEcho(DatagramProtocol):
         self.transport.resume_reading()
 
 
+class UdpBindError(OSError):
+    """TCP could listen, but UDP could not bind the same port number."""
+
+
 def start(reactor: Reactor, host: str, port: int, udp: bool) -> tuple[Any, Any]:
     """Listen on TCP, then open UDP on the same port number.
 
     With ``port=0`` the kernel picks a free TCP port, which may be taken
     for UDP by another program: then we try again with another one.
+    Raises ``OSError``, or ``UdpBindError`` if only the UDP side failed.
     """
     attempts = 10 if port == 0 else 1
     for attempt in range(attempts):
@@ -113,14 +123,14 @@ def start(reactor: Reactor, host: str, port: int, udp: bool) -> tuple[Any, Any]:
         except OSError as exc:
             listener.close()
             if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
-                raise
+                raise UdpBindError(exc.errno, exc.strerror) from None
             continue
         return listener, endpoint
     raise AssertionError("unreachable")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=7007,
                         help="TCP and UDP port; 0 picks a free one (default: %(default)s)")
@@ -134,9 +144,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     with Reactor() as reactor:
         try:
             listener, endpoint = start(reactor, args.host, args.port, udp=not args.no_udp)
-        except OSError as exc:
-            print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-            return 1
+        except UdpBindError as exc:
+            print(f"{PROG}: cannot listen on {args.host}:{args.port} for udp: {why(exc)} "
+                  "(--no-udp serves tcp only)", file=sys.stderr)
+            return 2
+        except OSError as exc:  # the port is taken, the address is not ours, ...
+            print(f"{PROG}: cannot listen on {args.host}:{args.port}: {why(exc)}", file=sys.stderr)
+            return 2
         # Signals become ordinary callbacks run by the loop: stopping is
         # just reactor.stop(). Installed before announcing the port, so that
         # whoever reads the line below may signal us at once.

@@ -33,14 +33,18 @@ Bounded memory, on both sides, whatever the file size:
   read: TCP's window then slows the sender down.
 
 The file is written under a temporary name and renamed into place only if
-its size and SHA-256 match the header; otherwise it is deleted.
+its size and SHA-256 match the header; otherwise it is deleted. A file of
+the same name already in ``--dir`` is never replaced unless the receiver
+runs with ``--overwrite``: the transfer is refused (``FAIL ... exists``).
 
-Exit status of ``send``: 0 only if the receiver replied ``OK``.
+Exit status of ``send``: 0 only if the receiver replied ``OK``. ``receive``
+exits with status 2 if it cannot start (port taken, ...).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import logging
@@ -51,7 +55,10 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
+from demos.cli import why
 from reactor import BufferedProtocol, FramingError, LengthPrefixFramer, LineProtocol, Reactor
+
+PROG = "python -m demos.file_transfer"  # how users run it, for --help and errors
 
 log = logging.getLogger("demos.file_transfer")
 
@@ -74,9 +81,10 @@ def file_sha256(path: Path) -> str:
 class Receive(BufferedProtocol):
     """One incoming file: the header, then the bytes, then the verdict."""
 
-    def __init__(self, directory: Path, stats: dict[str, int]) -> None:
+    def __init__(self, directory: Path, stats: dict[str, int], overwrite: bool = False) -> None:
         self.directory = directory
         self.stats = stats
+        self.overwrite = overwrite  # may a transfer replace a file of the same name?
         # The one buffer every read goes into, for the whole transfer.
         self.buffer = memoryview(bytearray(CHUNK_SIZE))
         self.framer: Optional[LengthPrefixFramer] = LengthPrefixFramer(MAX_HEADER)
@@ -88,6 +96,7 @@ class Receive(BufferedProtocol):
         self.received = 0
         self.digest = hashlib.sha256()
         self.done = False  # the verdict has been sent
+        self.got_eof = False  # the sender half-closed: it will send nothing more
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -129,6 +138,9 @@ class Receive(BufferedProtocol):
         except (ValueError, TypeError, KeyError) as exc:
             self.finish(False, f"bad header: {exc}")
             return None
+        except FileExistsError:
+            self.finish(False, self.refusal())
+            return None
         except OSError as exc:
             self.finish(False, f"cannot write the file: {exc.strerror}")
             return None
@@ -147,6 +159,10 @@ class Receive(BufferedProtocol):
             raise ValueError(f"unacceptable header {header!r}")
         self.expected_size, self.expected_sha256 = size, sha
         self.final = self.directory / safe
+        # Refuse now, before the sender streams the whole file for nothing.
+        # (lexists: a symlink of that name, even a dangling one, counts too.)
+        if not self.overwrite and os.path.lexists(self.final):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(self.final))
         self.part = self.directory / f".{safe}.{os.getpid()}.{id(self)}.part"
         self.file = open(self.part, "wb")
         log.info("%s: receiving %s (%d bytes)", _fmt(self.peer), safe, size)
@@ -175,11 +191,12 @@ class Receive(BufferedProtocol):
             self.finish(True, sha)
 
     def eof_received(self) -> Optional[bool]:
+        self.got_eof = True
         if not self.done:
             # The sender half-closed before sending everything. It can
             # still read our answer, so answer (finish() then closes).
             self.finish(False, f"truncated: {self.received} of {self.expected_size} bytes")
-        return True  # finish() closes the connection once the answer is sent
+        return None  # the verdict is on its way: the transport closes once it is sent
 
     def finish(self, ok: bool, detail: str) -> None:
         if self.done:
@@ -190,10 +207,16 @@ class Receive(BufferedProtocol):
             self.file = None
         if ok:
             assert self.part is not None and self.final is not None
-            try:
-                os.replace(self.part, self.final)  # atomic: never a half-written file
-            except OSError as exc:
-                ok, detail = False, f"cannot save the file: {exc.strerror}"
+            if not self.overwrite and os.path.lexists(self.final):
+                # Another transfer of the same name finished while ours was
+                # on the wire. (One thread: nothing else in this process can
+                # create the file between this check and the rename.)
+                ok, detail = False, self.refusal()
+            else:
+                try:
+                    os.replace(self.part, self.final)  # atomic: never a half-written file
+                except OSError as exc:
+                    ok, detail = False, f"cannot save the file: {exc.strerror}"
         if ok:
             assert self.final is not None
             self.stats["ok"] += 1
@@ -208,7 +231,21 @@ class Receive(BufferedProtocol):
             print(f"transfer from {_fmt(self.peer)} FAILED: {detail}", flush=True)
             reply = f"FAIL {detail}"
         self.transport.write(reply.encode() + b"\r\n")
-        self.transport.close()  # after the reply is sent
+        if self.got_eof:
+            self.transport.close()  # after the reply is sent
+        else:
+            # A refusal can come early (a name that exists, a bad header):
+            # the sender is still sending. Closing with its bytes unread
+            # would make our kernel reset the connection, and the reset can
+            # destroy the reply before the sender reads it. So half-close
+            # (the reply, then FIN) and read on, discarding (buffer_updated),
+            # until the sender hangs up; then eof_received() lets us close.
+            self.transport.write_eof()
+
+    def refusal(self) -> str:
+        assert self.final is not None
+        return (f"{self.final.name} exists already; the receiver replaces files "
+                "only with --overwrite")
 
     def discard(self) -> None:
         if self.part is not None:
@@ -229,18 +266,25 @@ class Receive(BufferedProtocol):
 
 def receive(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"{PROG} receive: cannot create {directory}: {why(exc)}", file=sys.stderr)
+        return 2
     stats = {"ok": 0, "fail": 0}
     with Reactor() as reactor:
         try:
-            listener = reactor.listen_tcp(lambda: Receive(directory, stats), args.host, args.port)
-        except OSError as exc:
-            print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-            return 1
+            listener = reactor.listen_tcp(lambda: Receive(directory, stats, args.overwrite),
+                                          args.host, args.port)
+        except OSError as exc:  # the port is taken, the address is not ours, ...
+            print(f"{PROG} receive: cannot listen on {args.host}:{args.port}: {why(exc)}",
+                  file=sys.stderr)
+            return 2
         for sig in (signal.SIGINT, signal.SIGTERM):
             reactor.add_signal_handler(sig, reactor.stop)
         host, port = listener.address[:2]
-        log.info("saving files in %s", directory.resolve())
+        log.info("saving files in %s%s", directory.resolve(),
+                 " (replacing any of the same name)" if args.overwrite else "")
         print(f"listening on {host}:{port}", flush=True)
         reactor.run()
         log.info("stopping: %d file(s) received, %d failed", stats["ok"], stats["fail"])
@@ -317,7 +361,7 @@ def send(args: argparse.Namespace) -> int:
         sha = args.announce_sha256 or file_sha256(path)
         file = open(path, "rb")
     except OSError as exc:
-        print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
+        print(f"{PROG} send: cannot read {path}: {why(exc)}", file=sys.stderr)
         return 1
     header = {"name": args.name or path.name, "size": size, "sha256": sha}
     with file, Reactor() as reactor:
@@ -326,8 +370,10 @@ def send(args: argparse.Namespace) -> int:
                                         timeout=args.timeout)
 
         def connected(connector: Any) -> None:
-            if connector.exception is not None:
-                print(f"cannot connect to {args.host}:{args.port}: {connector.exception}",
+            exc = connector.exception
+            if exc is not None:
+                reason = why(exc) if isinstance(exc, OSError) else exc
+                print(f"{PROG} send: cannot connect to {args.host}:{args.port}: {reason}",
                       file=sys.stderr)
                 reactor.stop()
 
@@ -339,7 +385,8 @@ def send(args: argparse.Namespace) -> int:
         timer.cancel()
     reply = protocol.reply
     if reply is None:
-        print(f"no verdict from the receiver for {path.name}", file=sys.stderr)
+        if connector.exception is None:  # else: said above
+            print(f"{PROG} send: no verdict from the receiver for {path.name}", file=sys.stderr)
         return 1
     print(f"sent {path.name} ({size} bytes, sha256 {sha}); paused {protocol.pauses} time(s); "
           f"receiver: {reply}", flush=True)
@@ -355,7 +402,7 @@ def _fmt(address: Any) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
                                      epilog="Run `%(prog)s receive --help` or `%(prog)s send --help`.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{receive,send}")
@@ -365,6 +412,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     rx.add_argument("--port", type=int, default=9000,
                     help="port to listen on; 0 picks a free one (default: %(default)s)")
     rx.add_argument("--dir", default=".", help="where to save files (default: the current one)")
+    rx.add_argument("--overwrite", action="store_true",
+                    help="replace a file of the same name (default: refuse the transfer)")
     rx.set_defaults(run=receive)
 
     tx = commands.add_parser("send", help="send one file")

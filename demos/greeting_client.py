@@ -11,7 +11,8 @@ driven by readiness callbacks only, like the server:
 3. We read until EOF (``recv`` returns ``b""``): the server hangs up after
    the greeting, so EOF is how we know the message is complete.
 
-Exit status: 0 if every connection received the full greeting, 1 otherwise.
+Exit status: 0 if every connection received the full greeting, 1 otherwise,
+2 if the server's address cannot be resolved.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from reactor import Reactor
 
 GREETING = b"Hello, Client! Welcome to the server.\r\n"
 MAX_REPLY = 64 * 1024  # a server that never stops talking is a failure too
+PROG = "python -m demos.greeting_client"  # how users run it, for --help and errors
 
 
 class Connection:
@@ -107,7 +109,7 @@ class GreetingClient:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="server address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="server port (default: %(default)s)")
     parser.add_argument("--count", type=int, default=1, help="concurrent connections (default: %(default)s)")
@@ -120,8 +122,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("--count must be at least 1")
 
     # Name resolution blocks, so it happens once, before the loop starts.
-    family, _, _, _, sockaddr = socket.getaddrinfo(
-        args.host, args.port, type=socket.SOCK_STREAM)[0]
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(
+            args.host, args.port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:  # no such host
+        print(f"{PROG}: cannot resolve {args.host}: {exc.strerror}", file=sys.stderr)
+        return 2
 
     with Reactor() as reactor:
         client = GreetingClient(reactor, sockaddr, family, args.count)

@@ -23,6 +23,7 @@ import sys
 from typing import Optional
 
 from demos.tracing_options import add_trace_options, traced
+from demos.cli import why
 from reactor import Reactor
 
 GREETING = b"Hello, Client! Welcome to the server.\r\n"
@@ -32,6 +33,8 @@ GREETING = b"Hello, Client! Welcome to the server.\r\n"
 ACCEPT_BATCH = 64
 # Out of file descriptors: how long to stop accepting before trying again.
 ACCEPT_PAUSE = 0.5
+
+PROG = "python -m demos.greeting_server"  # how users run it, for --help and errors
 
 log = logging.getLogger("demos.greeting_server")
 
@@ -148,7 +151,7 @@ class GreetingServer:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000,
                         help="port to listen on; 0 picks a free one (default: %(default)s)")
@@ -159,7 +162,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     with Reactor() as reactor:
-        server = GreetingServer(reactor, args.host, args.port)
+        try:
+            server = GreetingServer(reactor, args.host, args.port)
+        except OSError as exc:  # the port is taken, the address is not ours, ...
+            print(f"{PROG}: cannot listen on {args.host}:{args.port}: {why(exc)}", file=sys.stderr)
+            return 2
         try:
             # Signals become ordinary callbacks run by the loop, so stopping
             # is just reactor.stop(): no exception unwinds through our code.

@@ -33,6 +33,8 @@ directions have ended, both sockets are closed.
 
 **Closing.** When one side's connection is lost (closed, reset), the other
 is ``close()``d, which first flushes what is still buffered for it.
+
+Exit status: 0 when stopped by SIGINT or SIGTERM, 2 if it cannot listen.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ import sys
 from typing import Any, Optional
 
 from demos.tracing_options import add_trace_options, traced
+from demos.cli import why
 from reactor import Connector, Protocol, Reactor
+
+PROG = "python -m demos.proxy"  # how users run it, for --help and errors
 
 log = logging.getLogger("demos.proxy")
 
@@ -175,7 +180,7 @@ def _fmt(address: Any) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--listen-host", default="127.0.0.1",
                         help="address to accept clients on (default: %(default)s)")
     parser.add_argument("--listen-port", "--port", type=int, default=8080, dest="listen_port",
@@ -198,9 +203,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             listener = reactor.listen_tcp(
                 lambda: ClientRelay(reactor, target, args.connect_timeout),
                 args.listen_host, args.listen_port)
-        except OSError as exc:
-            print(f"cannot listen on {args.listen_host}:{args.listen_port}: {exc}", file=sys.stderr)
-            return 1
+        except OSError as exc:  # the port is taken, the address is not ours, ...
+            print(f"{PROG}: cannot listen on {args.listen_host}:{args.listen_port}: {why(exc)}",
+                  file=sys.stderr)
+            return 2
         for sig in (signal.SIGINT, signal.SIGTERM):
             reactor.add_signal_handler(sig, reactor.stop)
         host, port = listener.address[:2]

@@ -8,6 +8,8 @@ One module, two subcommands, both running on the reactor:
 - ``python -m demos.udp_pair send --port 9999 --count 200`` sends 200
   numbered datagrams and prints a summary.
 
+Either exits with status 2 if it cannot start (port taken, unknown host).
+
 What UDP does and does not promise. A datagram arrives whole or not at all,
 but may be lost, duplicated or reordered, and nothing slows a sender down:
 if the receiver's kernel buffer is full, new datagrams are simply dropped.
@@ -38,7 +40,10 @@ import sys
 import time
 from typing import Any, Optional
 
+from demos.cli import why
 from reactor import DatagramProtocol, Reactor
+
+PROG = "python -m demos.udp_pair"  # how users run it, for --help and errors
 
 log = logging.getLogger("demos.udp_pair")
 
@@ -87,9 +92,10 @@ def receive(args: argparse.Namespace) -> int:
         counter = Counter(reactor, args.count, args.quiet)
         try:
             transport = reactor.open_udp(lambda: counter, local_addr=(args.host, args.port))
-        except OSError as exc:
-            print(f"cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
-            return 1
+        except OSError as exc:  # the port is taken, the address is not ours, ...
+            print(f"{PROG} receive: cannot bind {args.host}:{args.port}: {why(exc)}",
+                  file=sys.stderr)
+            return 2
         # The kernel's receive buffer is all that holds datagrams between
         # two turns of our loop; ask for a bigger one (the kernel caps it at
         # net.core.rmem_max). The transport lends us its socket for this.
@@ -189,7 +195,12 @@ def send(args: argparse.Namespace) -> int:
         sender = Sender(reactor, args.count, args.size, args.burst, args.interval)
         # remote_addr "connects" the UDP socket: sendto() needs no address,
         # and ICMP errors for our datagrams reach error_received().
-        transport = reactor.open_udp(lambda: sender, remote_addr=(args.host, args.port))
+        try:
+            transport = reactor.open_udp(lambda: sender, remote_addr=(args.host, args.port))
+        except OSError as exc:  # no such host, no route, ...
+            print(f"{PROG} send: cannot send to {args.host}:{args.port}: {why(exc)}",
+                  file=sys.stderr)
+            return 2
         if args.sndbuf:
             transport.get_extra_info("socket").setsockopt(
                 socket.SOL_SOCKET, socket.SO_SNDBUF, args.sndbuf)
@@ -218,7 +229,7 @@ def positive(text: str) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
                                      epilog="Run `%(prog)s receive --help` or `%(prog)s send --help`.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{receive,send}")

@@ -13,7 +13,7 @@ and internal state, and has no authentication.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Optional
+from typing import Any
 
 from .protocols import LineProtocol
 from .tracing import describe_handle

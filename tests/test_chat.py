@@ -456,7 +456,7 @@ def test_a_signal_tells_everyone_and_exits_zero(server_factory, sig):
 def test_shutdown_aborts_a_client_that_will_not_take_its_goodbye(server_factory):
     server = server_factory("--max-output", str(8 << 20), "--flood-rate", "100000",
                             "--flood-burst", "100000", "--shutdown-grace", "0.5")
-    lazy = server.client("lazy", rcvbuf=4096)
+    server.client("lazy", rcvbuf=4096)
     alice = server.client("alice")
     for n in range(3000):  # ~3 MB queued for lazy, who reads none of it
         alice.send(f"{n} " + "y" * 1000)

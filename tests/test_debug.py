@@ -8,7 +8,6 @@ import time
 import pytest
 
 from reactor import Protocol, Reactor
-from reactor.testing import VirtualClock
 
 from .conftest import run_until
 

@@ -1,5 +1,8 @@
 """The classic demos (echo, UDP pair, proxy, file transfer) as a user runs them.
 
+(Also what every demo here and the greeting pair share: ``--help``, and
+one clear line and exit status 2 when the port is taken.)
+
 Each demo runs as a subprocess on a free loopback port (``--port 0``, then
 the ``listening on HOST:PORT`` line it prints) and is driven by real sockets
 from here. No sleep is used for synchronisation: socket timeouts and bounded
@@ -10,6 +13,7 @@ waited for, and every pipe, file and socket closed, on every path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -156,9 +160,11 @@ def check_growth(what: str, baseline: Optional[int], peak: Optional[int], limit_
     assert growth_mib < limit_mib, f"{what}: peak memory grew by {growth_mib:.1f} MiB"
 
 
-# -- every demo has a --help ---------------------------------------------------
+# -- every demo has a --help, and refuses a port in use in one line -------------
 
 @pytest.mark.parametrize("argv", [
+    ["demos.greeting_server", "--help"],
+    ["demos.greeting_client", "--help"],
     ["demos.echo_server", "--help"],
     ["demos.udp_pair", "--help"],
     ["demos.udp_pair", "receive", "--help"],
@@ -171,7 +177,64 @@ def check_growth(what: str, baseline: Optional[int], peak: Optional[int], limit_
 def test_demo_help(argv):
     result = run_client(*argv)
     assert result.returncode == 0, result.stderr
-    assert b"usage:" in result.stdout
+    # The usage line says how to run it: "python -m demos.x [sub]", not "x.py".
+    usage = "usage: python -m " + " ".join(argv[:-1]) + " "
+    assert result.stdout.decode().startswith(usage), result.stdout
+
+
+@contextlib.contextmanager
+def port_in_use(kind: str) -> Iterator[int]:
+    """A loopback port number taken: by a listening TCP socket, or for UDP only."""
+    if kind == "tcp":
+        with socket.create_server(("127.0.0.1", 0)) as sock:
+            yield sock.getsockname()[1]
+        return
+    # UDP taken, TCP free: a TCP port the kernel just picked (bound, never
+    # listening, so closing it leaves nothing behind), then UDP on it.
+    for _ in range(10):
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.bind(("127.0.0.1", port))
+        except OSError:
+            udp.close()
+            continue
+        with udp:
+            yield port
+        return
+    pytest.fail("no port free for both TCP and UDP")
+
+
+IN_USE = os.strerror(errno.EADDRINUSE)
+
+
+@pytest.mark.parametrize("kind, argv, expected", [
+    ("tcp", ["demos.greeting_server", "--port", "{port}"],
+     "python -m demos.greeting_server: cannot listen on 127.0.0.1:{port}: {reason}"),
+    ("tcp", ["demos.echo_server", "--port", "{port}"],
+     "python -m demos.echo_server: cannot listen on 127.0.0.1:{port}: {reason}"),
+    ("udp", ["demos.echo_server", "--port", "{port}"],
+     "python -m demos.echo_server: cannot listen on 127.0.0.1:{port} for udp: {reason} "
+     "(--no-udp serves tcp only)"),
+    ("tcp", ["demos.proxy", "--listen-port", "{port}", "--target-port", "9"],
+     "python -m demos.proxy: cannot listen on 127.0.0.1:{port}: {reason}"),
+    ("tcp", ["demos.file_transfer", "receive", "--port", "{port}", "--dir", "{dir}"],
+     "python -m demos.file_transfer receive: cannot listen on 127.0.0.1:{port}: {reason}"),
+    ("udp", ["demos.udp_pair", "receive", "--port", "{port}"],
+     "python -m demos.udp_pair receive: cannot bind 127.0.0.1:{port}: {reason}"),
+], ids=["greeting_server", "echo_server-tcp", "echo_server-udp", "proxy", "file_transfer",
+        "udp_pair"])
+def test_demo_port_in_use_is_one_line_and_status_2(tmp_path, kind, argv, expected):
+    with port_in_use(kind) as port:
+        result = run_client(*(arg.format(port=port, dir=tmp_path) for arg in argv))
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    # Exactly one line, naming the address once and the reason once.
+    assert stderr == expected.format(port=port, reason=IN_USE) + "\n"
+    assert result.stdout == b""  # never announced "listening on"
+    assert result.returncode == 2
 
 
 # -- echo ----------------------------------------------------------------------
@@ -390,6 +453,69 @@ def test_proxy_10mb_to_slow_target_in_bounded_memory(tmp_path):
     check_growth("proxy", baseline, peak, 3)
 
 
+class FastTarget(threading.Thread):
+    """A plain socket server: accept one connection, read the request to EOF,
+    then send *payload* as fast as the proxy takes it, and close."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__(daemon=True)
+        self.payload = payload
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=1)
+        self.listener.settimeout(DEADLINE)
+        self.port = self.listener.getsockname()[1]
+        self.request: Optional[bytes] = None
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+            with conn:
+                conn.settimeout(DEADLINE)
+                self.request = recv_all(conn, 1000)  # EOF: the client's half-close, passed on
+                conn.sendall(self.payload)
+        except BaseException as exc:  # reported by finish()
+            self.error = exc
+
+    def finish(self) -> None:
+        self.join(DEADLINE)
+        assert not self.is_alive(), "the target thread is stuck"
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_proxy_10mb_to_slow_client_in_bounded_memory(tmp_path):
+    """The reverse direction: a short request, then 10 MiB from a fast target
+    to a client that reads slowly. The client side pauses the target side."""
+    payload = os.urandom(10 * MiB)
+    target = FastTarget(payload)
+    try:
+        target.start()
+        with run_demo(tmp_path, "proxy", "--listen-port", "0", "--target-port", str(target.port),
+                      "-v") as proxy:
+            baseline = vm_hwm_kib(proxy.proc.pid)
+            with small_rcvbuf_socket() as sock:
+                sock.settimeout(DEADLINE)
+                sock.connect(proxy.address)
+                sock.sendall(b"GET /big\r\n")
+                sock.shutdown(socket.SHUT_WR)
+                received, sha256 = read_slowly(sock)  # EOF: the target's close, passed on
+            target.finish()
+            peak = vm_hwm_kib(proxy.proc.pid)
+            status, _ = proxy.stop()
+            log = proxy.stderr_text()
+    finally:
+        target.close()
+    assert target.request == b"GET /big\r\n"
+    assert (received, sha256) == (len(payload), hashlib.sha256(payload).hexdigest())
+    assert status == 0, log
+    assert "#1 client: write buffer over the high-water mark; pausing #1 target" in log
+    assert "#1 client: write buffer drained; resuming #1 target" in log
+    check_growth("proxy", baseline, peak, 3)
+
+
 def test_proxy_both_directions_with_half_close(tmp_path):
     """Through the proxy to the echo server: 1 MiB each way, EOF passed on."""
     payload = os.urandom(MiB)
@@ -513,3 +639,77 @@ def test_file_transfer_wrong_hash_is_refused(tmp_path):
     assert status == 0
     assert out.count("FAILED") == 3
     assert not incoming.exists() or list(incoming.iterdir()) == []  # nothing saved, nothing left
+
+
+def wire_header(name: str, data: bytes) -> bytes:
+    """The file_transfer header for *data*, framed: 4-byte length, then JSON."""
+    header = json.dumps({"name": name, "size": len(data),
+                         "sha256": hashlib.sha256(data).hexdigest()}).encode()
+    return len(header).to_bytes(4, "big") + header
+
+
+def wait_for(condition, what: str) -> None:
+    """Poll *condition()* until it holds; fail at the deadline."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_file_transfer_refuses_to_overwrite_unless_asked(tmp_path):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    existing = incoming / "same.bin"
+    existing.write_bytes(b"the original\n")
+    # Larger than the socket buffers: the refusal, at the header, reaches the
+    # sender while it is still sending (and must not be lost to a reset).
+    source = tmp_path / "new.bin"
+    with open(source, "wb") as f:
+        for _ in range(8):
+            f.write(os.urandom(MiB))
+    refusal = "same.bin exists already; the receiver replaces files only with --overwrite"
+
+    with run_demo(tmp_path, "file_transfer", "receive", "--port", "0",
+                  "--dir", str(incoming)) as receiver:
+        # 1. A sender with a name that exists: refused, with the reason.
+        result = run_client("demos.file_transfer", "send", "--host", receiver.host,
+                            "--port", str(receiver.port), "--name", "same.bin", str(source))
+        assert result.returncode == 1, result.stderr
+        assert result.stdout.decode().rstrip().endswith(f"receiver: FAIL {refusal}")
+
+        # 2. Two transfers of one new name at once: the one that finishes
+        # second is refused, although the name was free when it started.
+        first, second = b"first to finish", b"second to finish"
+        with socket.create_connection(receiver.address, timeout=DEADLINE) as late:
+            late.sendall(wire_header("dup.bin", second) + second[:5])
+            wait_for(lambda: "receiving dup.bin" in receiver.stderr_text(), "the late header")
+            with socket.create_connection(receiver.address, timeout=DEADLINE) as early:
+                early.sendall(wire_header("dup.bin", first) + first)
+                early.shutdown(socket.SHUT_WR)
+                assert recv_all(early, 1000).startswith(b"OK ")
+            late.sendall(second[5:])
+            late.shutdown(socket.SHUT_WR)
+            assert recv_all(late, 1000) == (
+                b"FAIL dup.bin exists already; the receiver replaces files only with --overwrite"
+                b"\r\n")
+        status, out = receiver.stop()
+        log = receiver.stderr_text()
+    assert status == 0
+    assert f"FAIL: {refusal}" in log  # the receiver's log says why, too
+    assert f"FAILED: {refusal}" in out
+    assert existing.read_bytes() == b"the original\n"
+    assert (incoming / "dup.bin").read_bytes() == first
+    assert sorted(p.name for p in incoming.iterdir()) == ["dup.bin", "same.bin"]  # no .part
+
+    # 3. With --overwrite, the same transfer replaces the file.
+    with run_demo(tmp_path, "file_transfer", "receive", "--port", "0", "--overwrite",
+                  "--dir", str(incoming)) as receiver:
+        result = run_client("demos.file_transfer", "send", "--host", receiver.host,
+                            "--port", str(receiver.port), "--name", "same.bin", str(source))
+        status, out = receiver.stop()
+    assert result.returncode == 0, result.stderr
+    expected = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert result.stdout.decode().rstrip().endswith(f"receiver: OK {expected}")
+    assert status == 0
+    assert existing.read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in incoming.iterdir()) == ["dup.bin", "same.bin"]

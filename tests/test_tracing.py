@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from reactor import Protocol, Reactor
+from reactor import Protocol
 from reactor.tracing import ChromeTracer, StderrTracer
 
 from .conftest import run_until
