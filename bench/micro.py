@@ -214,11 +214,66 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def instrument_overhead(n: int, repeat: int) -> dict[str, Any]:
-    """call_soon chain on the reactor: no instrument vs one with an unrelated hook.
+def bench_transport_ping_pong(loop: Any, run: Callable[[], None], n: int, threads: int) -> float:
+    """n round trips of 64 bytes between two StreamTransports on a socketpair (reactor only).
 
-    Shows that hooks nobody implements cost nothing on the hot path: the
-    ratio should be ~1.0 (within noise).
+    The read and write path of a connection: recv_into, data_received,
+    write's immediate send(), and the bytes_received/bytes_sent hook sites.
+    """
+    import socket
+
+    from reactor import Protocol
+    from reactor.transports import StreamTransport
+
+    message = b"m" * 64
+
+    class Echo(Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    class Ping(Protocol):
+        def __init__(self) -> None:
+            self.received = 0
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            transport.write(message)
+
+        def data_received(self, data: bytes) -> None:
+            self.received += len(data)
+            if self.received == n * len(message):
+                loop.stop()
+            elif self.received % len(message) == 0:
+                self.transport.write(message)
+
+    a, b = socket.socketpair()
+    echo, ping = StreamTransport(loop, a, Echo()), StreamTransport(loop, b, Ping())
+    t0 = time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - t0
+    echo.abort()
+    ping.abort()
+    loop.run_once(0)  # connection_lost: both sockets closed
+    return elapsed
+
+
+OVERHEAD_WORKLOADS = [
+    ("call_soon chain", bench_call_soon_chain, 1),
+    ("call_later+cancel", bench_call_later_cancel, 1),
+    ("transport ping-pong", bench_transport_ping_pong, 10),  # n // 10 round trips
+]
+
+
+def instrument_overhead(n: int, repeat: int) -> dict[str, Any]:
+    """Hot paths on the reactor: no instrument, one with an unrelated hook, one per callback.
+
+    Shows that hooks nobody implements cost nothing on the hot path: with an
+    instrument that overrides only ``fd_registered`` (which none of these
+    workloads fires), the ratio should be ~1.0 (within noise), for the
+    scheduling paths and for the read/write path alike.
     """
     from reactor.instruments import Instrument
 
@@ -230,26 +285,32 @@ def instrument_overhead(n: int, repeat: int) -> dict[str, Any]:
         def after_callback(self, handle: Any, elapsed: float) -> None:
             pass
 
-    samples: dict[str, list[float]] = {"none": [], "unrelated hook": [], "after_callback hook": []}
-    for r in range(repeat):
-        for label, inst in (("none", None), ("unrelated hook", FdOnly()), ("after_callback hook", PerCallback())):
-            loop = Reactor()
-            try:
-                if inst is not None:
-                    loop.add_instrument(inst)
-                gc.collect()
-                gc.disable()
+    labels = ("none", "unrelated hook", "after_callback hook")
+    results: dict[str, Any] = {}
+    for workload, func, divisor in OVERHEAD_WORKLOADS:
+        ops = max(n // divisor, 1)
+        samples: dict[str, list[float]] = {label: [] for label in labels}
+        for r in range(repeat):
+            order = list(zip(labels, (None, FdOnly, PerCallback)))
+            for label, kind in (order if r % 2 == 0 else order[::-1]):
+                loop = Reactor()
                 try:
-                    seconds = bench_call_soon_chain(loop, loop.run, n, 1)
+                    if kind is not None:
+                        loop.add_instrument(kind())
+                    gc.collect()
+                    gc.disable()
+                    try:
+                        seconds = func(loop, loop.run, ops, 1)
+                    finally:
+                        gc.enable()
+                    samples[label].append(ops / seconds)
                 finally:
-                    gc.enable()
-                samples[label].append(n / seconds)
-            finally:
-                loop.close()
-    medians = {label: statistics.median(v) for label, v in samples.items()}
-    return {"ops": n, "ops_per_s": medians,
-            "ratio_unrelated": medians["unrelated hook"] / medians["none"],
-            "ratio_after_callback": medians["after_callback hook"] / medians["none"]}
+                    loop.close()
+        medians = {label: statistics.median(v) for label, v in samples.items()}
+        results[workload] = {"ops": ops, "ops_per_s": medians,
+                             "ratio_unrelated": medians["unrelated hook"] / medians["none"],
+                             "ratio_after_callback": medians["after_callback hook"] / medians["none"]}
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,10 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     results = run_all(n, max(n // 2 // args.threads, 1) * args.threads, args.threads, repeat)
     print(format_table(results))
     overhead = instrument_overhead(n, repeat)
-    rates = overhead["ops_per_s"]
-    print(f"\ninstrument overhead (call_soon chain, reactor only, {n} ops):")
-    for label, rate in rates.items():
-        print(f"  {label:<22} {rate:>14,.0f} ops/s  {rate / rates['none']:.2f}x")
+    print("\ninstrument overhead (reactor only; x: rate relative to no instrument):")
+    print(f"  {'workload':<22} {'ops':>8} {'none ops/s':>14} {'unrelated hook':>15} {'after_callback':>15}")
+    for workload, entry in overhead.items():
+        rates = entry["ops_per_s"]
+        print(f"  {workload:<22} {entry['ops']:>8} {rates['none']:>14,.0f} "
+              f"{entry['ratio_unrelated']:>14.2f}x {entry['ratio_after_callback']:>14.2f}x")
     if args.json:
         doc = {"instrument_overhead": overhead, "python": sys.version, "platform": platform.platform(), "asyncio_loop": loop_name,
                "repeat": repeat, "quick": args.quick, "threads": args.threads, "benchmarks": results}

@@ -26,6 +26,7 @@ from typing import Any, Optional
 from reactor import LineProtocol, Reactor
 
 from .chat_server import DEFAULT_PORT
+from .tracing_options import add_trace_options, traced
 
 
 class ServerLines(LineProtocol):
@@ -127,9 +128,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="server port (default: %(default)s)")
     parser.add_argument("--nick", help="nickname to send first")
     parser.add_argument("--timeout", type=float, default=10.0, help="connect timeout in seconds")
+    add_trace_options(parser)
     args = parser.parse_args(argv)
 
-    with Reactor() as reactor:
+    with Reactor() as reactor, traced(reactor, args):
         client = ChatClient(reactor, args.nick, sys.stdin.fileno(), sys.stdout)
         reactor.add_signal_handler(signal.SIGINT, client.interrupted)
         reactor.add_signal_handler(signal.SIGTERM, client.interrupted)

@@ -447,7 +447,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    with Reactor() as reactor:
+    with Reactor() as reactor, traced(reactor, args):
         server = ChatServer(reactor, max_clients=args.max_clients, max_line=args.max_line,
                             max_output=args.max_output, nick_timeout=args.nick_timeout,
                             idle_timeout=args.idle_timeout, flood_rate=args.flood_rate,
@@ -465,8 +465,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.monitor is not None:
             monitor = start_monitor(reactor, args.monitor)
             print(f"monitor on 127.0.0.1:{monitor.address[1]}", flush=True)
-        with traced(reactor, args):
-            reactor.run()
+        reactor.run()
     log.info("bye")
     return 0
 

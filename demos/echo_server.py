@@ -141,7 +141,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    with Reactor() as reactor:
+    with Reactor() as reactor, traced(reactor, args):
         try:
             listener, endpoint = start(reactor, args.host, args.port, udp=not args.no_udp)
         except UdpBindError as exc:
@@ -159,8 +159,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         host, port = listener.address[:2]
         log.info("echoing %s", "tcp only" if endpoint is None else "tcp and udp")
         print(f"listening on {host}:{port}", flush=True)
-        with traced(reactor, args):
-            reactor.run()
+        reactor.run()
         log.info("stopping")
         listener.close()
         # Leaving the with-block closes the reactor, which closes every

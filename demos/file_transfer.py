@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
 from demos.cli import why
+from demos.tracing_options import add_trace_options, traced
 from reactor import BufferedProtocol, FramingError, LengthPrefixFramer, LineProtocol, Reactor
 
 PROG = "python -m demos.file_transfer"  # how users run it, for --help and errors
@@ -272,7 +273,7 @@ def receive(args: argparse.Namespace) -> int:
         print(f"{PROG} receive: cannot create {directory}: {why(exc)}", file=sys.stderr)
         return 2
     stats = {"ok": 0, "fail": 0}
-    with Reactor() as reactor:
+    with Reactor() as reactor, traced(reactor, args):
         try:
             listener = reactor.listen_tcp(lambda: Receive(directory, stats, args.overwrite),
                                           args.host, args.port)
@@ -364,7 +365,7 @@ def send(args: argparse.Namespace) -> int:
         print(f"{PROG} send: cannot read {path}: {why(exc)}", file=sys.stderr)
         return 1
     header = {"name": args.name or path.name, "size": size, "sha256": sha}
-    with file, Reactor() as reactor:
+    with file, Reactor() as reactor, traced(reactor, args):
         protocol = Send(reactor, file, header)
         connector = reactor.connect_tcp(lambda: protocol, args.host, args.port,
                                         timeout=args.timeout)
@@ -414,6 +415,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rx.add_argument("--dir", default=".", help="where to save files (default: the current one)")
     rx.add_argument("--overwrite", action="store_true",
                     help="replace a file of the same name (default: refuse the transfer)")
+    add_trace_options(rx)
     rx.set_defaults(run=receive)
 
     tx = commands.add_parser("send", help="send one file")
@@ -426,6 +428,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     tx.add_argument("--announce-sha256", metavar="HEX",
                     help="announce this SHA-256 instead of the file's, to see the receiver "
                          "refuse a corrupted transfer")
+    add_trace_options(tx)
     tx.set_defaults(run=send)
 
     args = parser.parse_args(argv)

@@ -129,13 +129,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{PROG}: cannot resolve {args.host}: {exc.strerror}", file=sys.stderr)
         return 2
 
-    with Reactor() as reactor:
+    with Reactor() as reactor, traced(reactor, args):
         client = GreetingClient(reactor, sockaddr, family, args.count)
         try:
             if not all(c.done for c in client.connections):
                 timer = reactor.call_later(args.timeout, client.give_up)
-                with traced(reactor, args):
-                    reactor.run()
+                reactor.run()
                 timer.cancel()
         finally:
             client.close()

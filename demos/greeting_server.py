@@ -161,7 +161,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    with Reactor() as reactor:
+    with Reactor() as reactor, traced(reactor, args):
         try:
             server = GreetingServer(reactor, args.host, args.port)
         except OSError as exc:  # the port is taken, the address is not ours, ...
@@ -176,8 +176,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 reactor.add_signal_handler(sig, reactor.stop)
             host, port = server.address()
             print(f"listening on {host}:{port}", flush=True)
-            with traced(reactor, args):
-                reactor.run()
+            reactor.run()
             log.info("stopping")
         finally:
             server.close()

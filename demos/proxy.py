@@ -198,7 +198,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     target = (args.target_host, args.target_port)
-    with Reactor() as reactor:
+    with Reactor() as reactor, traced(reactor, args):
         try:
             listener = reactor.listen_tcp(
                 lambda: ClientRelay(reactor, target, args.connect_timeout),
@@ -212,8 +212,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         host, port = listener.address[:2]
         log.info("forwarding to %s:%s", *target)
         print(f"listening on {host}:{port}", flush=True)
-        with traced(reactor, args):
-            reactor.run()
+        reactor.run()
         log.info("stopping")
         listener.close()
     return 0

@@ -24,12 +24,17 @@ def add_trace_options(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def traced(reactor: Any, args: argparse.Namespace) -> Iterator[None]:
-    """Install the tracers *args* asks for around a run; write the trace file after."""
+    """Install the tracers *args* asks for; write the trace file at the end.
+
+    Enter it right after creating the reactor (``with Reactor() as reactor,
+    traced(reactor, args):``) so that the trace shows the listening sockets
+    being registered too.
+    """
     chrome = ChromeTracer(args.trace) if getattr(args, "trace", None) else None
     if chrome is not None:
         reactor.add_instrument(chrome)
     if getattr(args, "trace_stderr", False):
-        reactor.add_instrument(StderrTracer())
+        reactor.add_instrument(StderrTracer(clock=reactor.time))
     try:
         yield
     finally:

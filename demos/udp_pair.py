@@ -41,6 +41,7 @@ import time
 from typing import Any, Optional
 
 from demos.cli import why
+from demos.tracing_options import add_trace_options, traced
 from reactor import DatagramProtocol, Reactor
 
 PROG = "python -m demos.udp_pair"  # how users run it, for --help and errors
@@ -88,7 +89,7 @@ class Counter(DatagramProtocol):
 
 
 def receive(args: argparse.Namespace) -> int:
-    with Reactor() as reactor:
+    with Reactor() as reactor, traced(reactor, args):
         counter = Counter(reactor, args.count, args.quiet)
         try:
             transport = reactor.open_udp(lambda: counter, local_addr=(args.host, args.port))
@@ -191,7 +192,7 @@ class Sender(DatagramProtocol):
 
 
 def send(args: argparse.Namespace) -> int:
-    with Reactor() as reactor:
+    with Reactor() as reactor, traced(reactor, args):
         sender = Sender(reactor, args.count, args.size, args.burst, args.interval)
         # remote_addr "connects" the UDP socket: sendto() needs no address,
         # and ICMP errors for our datagrams reach error_received().
@@ -244,6 +245,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rx.add_argument("--rcvbuf", type=int, default=1 << 20,
                     help="kernel receive buffer to ask for, bytes (default: %(default)s)")
     rx.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    add_trace_options(rx)
     rx.set_defaults(run=receive)
 
     tx = commands.add_parser("send", help="send numbered datagrams")
@@ -259,6 +261,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="seconds between bursts (default: %(default)s)")
     tx.add_argument("--sndbuf", type=int, default=0,
                     help="kernel send buffer, bytes (default: the system's)")
+    add_trace_options(tx)
     tx.set_defaults(run=send)
 
     args = parser.parse_args(argv)

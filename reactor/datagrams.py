@@ -54,6 +54,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
 from .buffers import BytesLike
+from .debug import observe_io
 from .errors import DatagramTruncated
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,8 +178,9 @@ class DatagramTransport:
             n = self._sock.sendto(data, addr)
         self.datagrams_sent += 1
         self.bytes_sent += n
-        if self._reactor._instruments is not None:
-            self._reactor._instruments.call("bytes_sent", self, n)
+        reactor = self._reactor
+        if reactor._watch_io:
+            observe_io(self, False, data, n)
 
     def _enqueue(self, data: bytes, addr: Any) -> None:
         if self._queued_bytes + len(data) > self._max_queue:
@@ -254,9 +256,10 @@ class DatagramTransport:
                 continue
             data = self._recv_view[:n].tobytes()
             self.datagrams_received += 1
-            self.bytes_received += len(data)
-            if self._reactor._instruments is not None:
-                self._reactor._instruments.call("bytes_received", self, len(data))
+            self.bytes_received += n
+            reactor = self._reactor
+            if reactor._watch_io:
+                observe_io(self, True, data, n)
             try:
                 protocol.datagram_received(data, addr)
             except Exception as exc:

@@ -8,7 +8,9 @@
   where it was scheduled (the stack at ``call_soon``/``call_later``/
   ``add_reader``...), which is usually where the fix goes.
 * **Unclosed transports.** ``close()`` of a reactor that still has open
-  connections warns about each (``ResourceWarning``) before closing it.
+  connections warns about each before closing it: a ``ResourceWarning``
+  (for ``-W error``) and a line on the ``reactor`` logger (since Python
+  hides ``ResourceWarning`` by default).
 * **Traffic logging**, with ``REACTOR_DEBUG=traffic`` or
   ``Reactor(debug="traffic")``: every read and write logged at DEBUG level
   on the ``reactor.traffic`` logger, bytes included (truncated).
@@ -21,18 +23,20 @@ the normal path pays nothing when debug mode is off.
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 import weakref
-from typing import Any, Optional
+from typing import Any
 
 from .instruments import Instrument
 
-__all__ = ["SlowCallbackWarner", "DEFAULT_SLOW_CALLBACK", "debug_setting"]
+__all__ = ["SlowCallbackWarner", "DEFAULT_SLOW_CALLBACK", "debug_setting", "observe_io"]
 
 logger = logging.getLogger("reactor")
 traffic_logger = logging.getLogger("reactor.traffic")
 
 DEFAULT_SLOW_CALLBACK = 0.1  # seconds; asyncio's slow_callback_duration
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def debug_setting(value: Any, environ: Any) -> tuple[bool, bool]:
@@ -41,7 +45,7 @@ def debug_setting(value: Any, environ: Any) -> tuple[bool, bool]:
         value = environ.get("REACTOR_DEBUG", "")
     if isinstance(value, str):
         text = value.strip().lower()
-        return text not in ("", "0", "false", "no"), text == "traffic"
+        return text not in ("", "0", "false", "no", "off"), text == "traffic"
     return bool(value), False
 
 
@@ -53,19 +57,42 @@ class SlowCallbackWarner(Instrument):
         self.sources: "weakref.WeakKeyDictionary[Any, traceback.StackSummary]" = weakref.WeakKeyDictionary()
 
     def remember(self, handle: Any) -> None:
-        """Record where *handle* was created (skipping the reactor's own frames)."""
-        stack = traceback.extract_stack(limit=12)[:-2]
-        self.sources[handle] = stack
+        """Record where *handle* was created: the caller's frames, not the reactor's own."""
+        stack = traceback.extract_stack(limit=24)
+        self.sources[handle] = traceback.StackSummary.from_list(
+            [frame for frame in stack if not frame.filename.startswith(_PACKAGE_DIR)][-4:])
 
     def after_callback(self, handle: Any, elapsed: float) -> None:
         if elapsed < self.reactor.slow_callback_duration:
             return
         source = self.sources.get(handle)
-        where = "".join(traceback.format_list(source[-4:])) if source else "  (unknown)\n"
-        logger.warning("slow callback: %r took %.3f s (threshold %.3f s); scheduled at:\n%s",
-                       handle, elapsed, self.reactor.slow_callback_duration, where.rstrip())
+        where = "".join(traceback.format_list(source)) if source else "  (unknown)\n"
+        # A transport's own callback (_on_readable...) is slow because of
+        # its protocol's: name that, it is where the time went.
+        owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+        protocol = getattr(owner, "_protocol", None)
+        blame = f" in {type(protocol).__name__} of {owner!r}" if protocol is not None else ""
+        logger.warning("slow callback: %r%s took %.3f s (threshold %.3f s); scheduled at:\n%s",
+                       handle, blame, elapsed, self.reactor.slow_callback_duration, where.rstrip())
 
 
-def log_traffic(transport: Any, direction: str, data: Optional[bytes], n: int) -> None:
-    shown = repr(bytes(data[:64])) + ("..." if len(data) > 64 else "") if data is not None else ""
-    traffic_logger.debug("%r %s %d bytes %s", transport, direction, n, shown)
+def observe_io(transport: Any, received: bool, data: Any, n: int) -> None:
+    """Tell the traffic log and the ``bytes_*`` instrument hooks about one read or send.
+
+    Transports call this only when ``reactor._watch_io`` is set (traffic
+    logging, or an instrument with a ``bytes_*`` hook), so the plain path
+    pays one test per I/O call.
+    *data* holds (at least the start of) the *n* bytes; ``n == 0`` on a read
+    is end of file.
+    """
+    reactor = transport._reactor
+    if reactor._log_traffic:
+        shown = bytes(memoryview(data).cast("B")[:min(n, 64)])
+        traffic_logger.debug("%r %s %d bytes%s %r%s", transport, "received" if received else "sent",
+                             n, " (EOF)" if received and not n else "", shown,
+                             "..." if n > 64 else "")
+    instruments = reactor._instruments
+    if instruments is not None:
+        hook = instruments.bytes_received if received else instruments.bytes_sent
+        if hook is not None:
+            hook(transport, n)

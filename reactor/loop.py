@@ -129,6 +129,9 @@ class BaseReactor:
         self._set_io(self._waker.fileno(), EVENT_READ, Handle(self._read_waker, (), self))
         self.slow_callback_duration = DEFAULT_SLOW_CALLBACK
         self._debug, self._log_traffic = debug_setting(debug, os.environ)
+        # Do the transports report each read and send (observe_io)? Traffic
+        # logging, or an instrument with a bytes_* hook: one flag to test.
+        self._watch_io = self._log_traffic
         self._debug_warner: Optional[SlowCallbackWarner] = None
         if self._debug:
             self.set_debug(True)
@@ -251,16 +254,17 @@ class BaseReactor:
             if timeout is not None and timeout < wait:
                 wait = max(timeout, 0.0)
 
-        if instruments is not None:
-            instruments.call("before_select", wait)
+        if instruments is not None and instruments.before_select is not None:
+            instruments.before_select(wait)
         t0 = _perf_counter()
         # Busy time is measured from the end of one select() to the start of
         # the next: two clock reads per iteration instead of three.
         self._busy_seconds += t0 - self._last_select_end
         events = self._selector.select(wait)
         t1 = self._last_select_end = _perf_counter()
-        if instruments is not None:
-            instruments.call("after_select", len(events), t1 - t0)
+        self._select_seconds += t1 - t0
+        if instruments is not None and instruments.after_select is not None:
+            instruments.after_select(events, t1 - t0)
         for key, mask in events:
             reader, writer = key.data
             if mask & EVENT_READ and reader is not None and not reader._cancelled:
@@ -270,33 +274,40 @@ class BaseReactor:
 
         if not self._timers._heap:
             pass  # no timers at all: skip the clock read
-        elif instruments is None or not instruments.watches_timers:
+        elif instruments is None or instruments.timer_fired is None:
             self._timers.pop_due(self._clock(), ready)
         else:
             before = len(ready)
             self._timers.pop_due(self._clock(), ready)
             for handle in list(islice(ready, before, None)):
-                instruments.call("timer_fired", handle)
+                instruments.timer_fired(handle)
 
         # Only what is queued now: work scheduled by these callbacks waits
         # for the next iteration (and its select()).
+        self._iterations += 1
         ran = 0
         if instruments is not None and not instruments.watches_callbacks:
             instruments = None  # nobody listens to callbacks: take the plain path
-        for _ in range(len(ready)):
-            handle = ready.popleft()
-            if not handle._cancelled:
-                ran += 1
-                if instruments is None:
-                    handle._run()
-                else:
-                    instruments.call("before_callback", handle)
-                    started = _perf_counter()
-                    handle._run()
-                    instruments.call("after_callback", handle, _perf_counter() - started)
-        self._iterations += 1
-        self._callbacks_run += ran
-        self._select_seconds += t1 - t0
+        try:  # (free unless it raises: KeyboardInterrupt must not lose the count)
+            if instruments is None:
+                for _ in range(len(ready)):
+                    handle = ready.popleft()
+                    if not handle._cancelled:
+                        ran += 1
+                        handle._run()
+            else:  # (hooks looked up per handle: a raising instrument is gone at once)
+                for _ in range(len(ready)):
+                    handle = ready.popleft()
+                    if not handle._cancelled:
+                        ran += 1
+                        if instruments.before_callback is not None:
+                            instruments.before_callback(handle)
+                        started = _perf_counter()
+                        handle._run()
+                        if instruments.after_callback is not None:
+                            instruments.after_callback(handle, _perf_counter() - started)
+        finally:
+            self._callbacks_run += ran
 
     # -- observability -------------------------------------------------------
 
@@ -330,11 +341,12 @@ class BaseReactor:
         if not isinstance(instrument, Instrument):
             raise TypeError(f"an Instrument was expected, got {instrument!r}")
         if self._instruments is None:
-            self._instruments = InstrumentSet(self.call_exception_handler, self._no_instruments)
+            self._instruments = InstrumentSet(self.call_exception_handler, self._instruments_changed)
         self._instruments.add(instrument)
 
-    def _no_instruments(self) -> None:
-        self._instruments = None
+    def _instruments_changed(self, instruments: InstrumentSet) -> None:
+        self._instruments = instruments if instruments.instruments else None  # empty: the free path
+        self._watch_io = self._log_traffic or (self._instruments is not None and instruments.watches_io)
 
     def remove_instrument(self, instrument: Instrument) -> bool:
         """Stop calling *instrument*; False if it was not installed."""
@@ -383,7 +395,8 @@ class BaseReactor:
             raise ValueError("delay must be a number, not NaN")
         handle = TimerHandle(self._clock() + (delay if delay > 0.0 else 0.0), callback, args, self)
         self._timers.push(handle)
-        if self._debug_warner is not None or self._instruments is not None:
+        instruments = self._instruments
+        if (instruments is not None and instruments.timer_scheduled is not None) or self._debug_warner is not None:
             self._timer_scheduled(handle)
         return handle
 
@@ -395,21 +408,25 @@ class BaseReactor:
             raise ValueError("when must be a number, not NaN")
         handle = TimerHandle(when, callback, args, self)
         self._timers.push(handle)
-        if self._debug_warner is not None or self._instruments is not None:
+        instruments = self._instruments
+        if (instruments is not None and instruments.timer_scheduled is not None) or self._debug_warner is not None:
             self._timer_scheduled(handle)
         return handle
 
     def _timer_scheduled(self, handle: TimerHandle) -> None:
         if self._debug_warner is not None:
             self._remember(handle)
-        if self._instruments is not None:
-            self._instruments.call("timer_scheduled", handle)
+        instruments = self._instruments
+        if instruments is not None and instruments.timer_scheduled is not None:
+            instruments.timer_scheduled(handle)
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
         """``call_soon`` that may be called from any thread, and wakes the loop."""
         self._check_closed()
         _check_callable(callback, "call_soon_threadsafe")
         handle = Handle(callback, args, self)
+        if self._debug_warner is not None:
+            self._remember(handle)
         self._ready.append(handle)
         self._waker.wake()
         return handle
@@ -465,8 +482,9 @@ class BaseReactor:
                 return False
             data = (handle, None) if event == EVENT_READ else (None, handle)
             key = selector.register(fileobj, event, data)
-            if self._instruments is not None:
-                self._instruments.call("fd_registered", key.fd, event)
+            instruments = self._instruments
+            if instruments is not None and instruments.fd_registered is not None:
+                instruments.fd_registered(key.fd, event)
             return False
         reader, writer = key.data
         if event == EVENT_READ:
@@ -480,12 +498,14 @@ class BaseReactor:
         )
         if mask:
             selector.modify(fileobj, mask, (reader, writer))
-            if self._instruments is not None:
-                self._instruments.call("fd_registered", key.fd, mask)
         else:
             selector.unregister(fileobj)
-            if self._instruments is not None:
-                self._instruments.call("fd_unregistered", key.fd)
+        instruments = self._instruments
+        if instruments is not None:
+            if mask and instruments.fd_registered is not None:
+                instruments.fd_registered(key.fd, mask)
+            elif not mask and instruments.fd_unregistered is not None:
+                instruments.fd_unregistered(key.fd)
         return old is not None
 
     # -- signals -----------------------------------------------------------
@@ -499,7 +519,7 @@ class BaseReactor:
         """
         self._check_closed()
         _check_callable(callback, "add_signal_handler")
-        self._signals.add(sig, Handle(callback, args, self))
+        self._signals.add(sig, self._remember(Handle(callback, args, self)))
 
     def remove_signal_handler(self, sig: int) -> bool:
         """Restore *sig*'s previous disposition; False if we had no handler for it."""

@@ -39,8 +39,9 @@ class MonitorProtocol(LineProtocol):
         self.say("reactor monitor; type help")
 
     def say(self, text: str) -> None:
-        for line in text.splitlines() or [""]:
-            self.send_line(line.encode("utf-8", errors="replace"))
+        """Send a reply of one or more lines in one write (one send, one trace event)."""
+        lines = text.splitlines() or [""]
+        self.transport.write(b"".join(line.encode("utf-8", errors="replace") + b"\r\n" for line in lines))
 
     def line_received(self, line: bytes) -> None:
         command = line.decode("ascii", errors="replace").strip().lower()

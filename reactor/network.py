@@ -9,6 +9,7 @@ a front door by its name.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import replace
 from typing import Any, Callable, Optional
@@ -21,6 +22,8 @@ from .streams import Connector, Listener, PathLike
 from .transports import StreamTransport
 
 __all__ = ["Reactor"]
+
+logger = logging.getLogger("reactor")
 
 ProtocolFactory = Callable[[], Any]
 
@@ -51,6 +54,7 @@ class Reactor(BaseReactor):
         if not self._closed:
             if self._debug:
                 for transport in self._connections:
+                    logger.warning("unclosed transport %r at reactor close", transport)
                     warnings.warn(f"unclosed transport {transport!r} at reactor close",
                                   ResourceWarning, source=transport)
             for endpoint in list(self._endpoints):
@@ -77,15 +81,17 @@ class Reactor(BaseReactor):
 
     def _connection_opened(self, transport: Any) -> None:
         self._connections.add(transport)
-        if self._instruments is not None:
-            self._instruments.call("connection_opened", transport)
+        instruments = self._instruments
+        if instruments is not None and instruments.connection_opened is not None:
+            instruments.connection_opened(transport)
 
     def _connection_closed(self, transport: Any, exc: Optional[BaseException] = None) -> None:
         self._connections.discard(transport)
         self._closed_bytes_received += transport.bytes_received
         self._closed_bytes_sent += transport.bytes_sent
-        if self._instruments is not None:
-            self._instruments.call("connection_closed", transport, exc)
+        instruments = self._instruments
+        if instruments is not None and instruments.connection_closed is not None:
+            instruments.connection_closed(transport, exc)
 
     def listen_tcp(self, factory: ProtocolFactory, host: Optional[str] = None, port: int = 0, *,
                    backlog: int = streams.DEFAULT_BACKLOG, reuse_port: bool = False,

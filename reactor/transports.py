@@ -48,7 +48,7 @@ import socket
 from typing import TYPE_CHECKING, Any, Optional
 
 from .buffers import BytesLike, SendBuffer
-from .debug import log_traffic
+from .debug import observe_io
 from .errors import WriteBufferOverflow
 from .protocols import BufferedProtocol
 
@@ -270,10 +270,9 @@ class StreamTransport:
             return
         data = view[:n].tobytes()
         self.bytes_received += n
-        if self._reactor._log_traffic:
-            log_traffic(self, "received", data, len(data))
-        if self._reactor._instruments is not None:
-            self._reactor._instruments.call("bytes_received", self, len(data))
+        reactor = self._reactor
+        if reactor._watch_io:
+            observe_io(self, True, data, n)
         try:
             self._protocol.data_received(data)
         except Exception as exc:
@@ -298,14 +297,18 @@ class StreamTransport:
             self._on_eof()
             return
         self.bytes_received += n
-        if self._reactor._instruments is not None:
-            self._reactor._instruments.call("bytes_received", self, n)
+        reactor = self._reactor
+        if reactor._watch_io:
+            observe_io(self, True, memoryview(buf)[:n], n)
         try:
             self._protocol.buffer_updated(n)
         except Exception as exc:
             self._protocol_error(exc, "buffer_updated")
 
     def _on_eof(self) -> None:
+        reactor = self._reactor
+        if reactor._watch_io:
+            observe_io(self, True, b"", 0)  # 0 bytes: end of file
         self._eof_received = True
         self._reactor.remove_reader(self._sock)
         try:
@@ -361,10 +364,9 @@ class StreamTransport:
                 self._fatal_error(exc, "send() failed")
                 return
             self.bytes_sent += n
-            if self._reactor._log_traffic:
-                log_traffic(self, "sent", memoryview(data)[:n], n)
-            if self._reactor._instruments is not None and n:
-                self._reactor._instruments.call("bytes_sent", self, n)
+            reactor = self._reactor
+            if n and reactor._watch_io:
+                observe_io(self, False, data, n)
             if n == size:
                 return
             view = memoryview(data)
@@ -427,20 +429,21 @@ class StreamTransport:
         buffer = self._buffer
         try:
             if self._sendmsg is not None and buffer.chunk_count() > 1:
-                n = self._sendmsg(buffer.views(IOV_MAX))
+                chunks = buffer.views(IOV_MAX)
+                n = self._sendmsg(chunks)
             else:
-                n = self._sock.send(buffer.first())
+                chunks = [buffer.first()]
+                n = self._sock.send(chunks[0])
         except (BlockingIOError, InterruptedError):
             return True
         except OSError as exc:
             self._fatal_error(exc, "send() failed")
             return False
+        reactor = self._reactor
+        if n and reactor._watch_io:
+            observe_io(self, False, chunks[0], n)
         buffer.advance(n)
         self.bytes_sent += n
-        if self._reactor._log_traffic:
-            log_traffic(self, "sent (buffered)", None, n)
-        if self._reactor._instruments is not None and n:
-            self._reactor._instruments.call("bytes_sent", self, n)
         if self._writing_paused and len(buffer) <= self._low_water:
             self._writing_paused = False
             try:

@@ -20,6 +20,10 @@ def test_micro_bench_reports_every_benchmark(tmp_path, capsys):
     assert churn["reactor_heap_after"] <= 101  # cancelled timers were compacted away
     table = capsys.readouterr().out
     assert "reactor/asyncio" in table and "call_soon_threadsafe" in table
+    overhead = doc["instrument_overhead"]
+    assert list(overhead) == [name for name, _, _ in micro.OVERHEAD_WORKLOADS]
+    assert all(min(e["ops_per_s"].values()) > 0 for e in overhead.values())
+    assert "transport ping-pong" in table
 
 
 def test_stream_throughput_runs_and_checks_every_byte(capsys):

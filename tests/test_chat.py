@@ -589,3 +589,22 @@ def test_chat_server_trace_file_and_monitor(server_factory, tmp_path):
     events = json.loads(trace.read_text())["traceEvents"]
     assert {"select", "recv", "send", "connection opened"} <= {e["name"] for e in events}
     assert sum(e["ph"] == "B" for e in events) == sum(e["ph"] == "E" for e in events)
+
+
+def test_trace_stderr_narrates_one_line_from_select_to_the_other_socket(server_factory):
+    server = server_factory("--trace-stderr")
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    alice.sock.sendall(b"hello\n")  # as nc sends it: 6 bytes
+    bob.read_until("<alice> hello")
+    code, err = server.stop()
+    assert code == 0
+    # The listener was registered before the loop ran, and every step of the
+    # line's journey is narrated in order: readiness, the read, the write.
+    assert err.index("watch fd") < err.index("iteration 1:")
+    journey = err[err.index("recv 6 bytes"):]
+    assert "sent 15 bytes" in journey  # "<alice> hello\r\n" on bob's socket
+    before = err[:err.index("recv 6 bytes")]
+    assert "readable" in before.rsplit("select returned", 1)[1]
+    assert "run StreamTransport._on_readable() [fd " in before.rsplit("select returned", 1)[1]
+    assert "Listener._on_acceptable(<socket fd=" in err

@@ -49,7 +49,7 @@ def test_one_iteration_in_the_documented_order(selector_class):
         assert names == ["before_select", "after_select", "timer_fired", "before_callback",
                          "after_callback", "before_callback", "after_callback"]
         assert rec.log[0] == ("before_select", 0.0)
-        assert rec.log[1][1] == 1  # one fd ready
+        assert [(key.fd, mask) for key, mask in rec.log[1][1]] == [(b.fileno(), EVENT_READ)]
         assert rec.log[2] == ("timer_fired", timer)
         assert rec.log[3] == ("before_callback", reader) and rec.log[4][1] is reader
         assert rec.log[5] == ("before_callback", timer) and rec.log[6][2] >= 0.0
@@ -86,13 +86,63 @@ def test_an_instrument_that_raises_is_removed_and_reported(reactor):
 
 def test_only_overridden_hooks_are_indexed(reactor):
     class SelectOnly(Instrument):
-        def after_select(self, nevents, waited):
+        def after_select(self, events, waited):
             pass
 
     reactor.add_instrument(SelectOnly())
-    assert list(reactor._instruments.hooks) == ["after_select"]
+    instruments = reactor._instruments
+    assert list(instruments.hooks) == ["after_select"]
+    # Every other hook site sees None and skips the call altogether.
+    assert instruments.after_select is not None
+    assert [name for name in HOOKS if getattr(instruments, name) is not None] == ["after_select"]
     with pytest.raises(TypeError):
         reactor.add_instrument(object())
+
+
+def test_a_raising_hook_of_any_kind_is_removed_and_the_callback_still_runs(reactor):
+    errors = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+
+    def broken(*args):
+        raise RuntimeError("not a bound method")
+
+    class Odd(Instrument):
+        before_callback = staticmethod(broken)
+
+    class Fine(Instrument):
+        def __init__(self):
+            self.seen = 0
+
+        def before_callback(self, handle):
+            self.seen += 1
+
+    fine = Fine()
+    reactor.add_instrument(Odd())
+    reactor.add_instrument(fine)
+    ran = []
+    reactor.call_soon(ran.append, 1)
+    reactor.call_soon(ran.append, 2)
+    reactor.run_once(0)
+    assert ran == [1, 2] and fine.seen == 2
+    assert len(errors) == 1 and "removed" in errors[0]["message"]
+    assert reactor._instruments.instruments == [fine]
+
+
+def test_keyboard_interrupt_in_a_callback_keeps_the_books_straight(reactor):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    before = reactor.stats()
+    reactor.call_soon(lambda: None)
+    reactor.call_soon(interrupt)
+    reactor.call_soon(lambda: None)
+    with pytest.raises(KeyboardInterrupt):
+        reactor.run_once(0)
+    after = reactor.stats()
+    assert after.iterations - before.iterations == 1
+    assert after.callbacks_run - before.callbacks_run == 2  # the interrupted one counts
+    reactor.run_once(0)  # the third is still queued, and runs
+    assert reactor.stats().callbacks_run - before.callbacks_run == 3
 
 
 class Echo(Protocol):
@@ -138,6 +188,73 @@ def test_connection_hooks_and_stats_agree_with_the_scenario(reactor):
     assert sum(e[2] for e in rec.log if e[0] == "bytes_sent") == 2 * 1234
     assert sum(e[2] for e in rec.log if e[0] == "bytes_received") == 2 * 1234
     listener.close()
+
+
+def test_a_connection_hook_sequence_follows_the_documented_order(reactor):
+    """For each transport: opened first, closed last; each read inside its
+    own reader's callback; the peer's EOF as a 0-byte read."""
+
+    class CallbackRecorder(Recorder):
+        def before_callback(self, handle):  # the callback, before a cancel can drop it
+            self.log.append(("before_callback", handle, handle._callback))
+
+    rec = CallbackRecorder()
+    reactor.add_instrument(rec)
+    listener = reactor.listen_tcp(Echo, "127.0.0.1", 0)
+    port = listener.address[1]
+
+    class Client(Protocol):
+        def connection_made(self, t):
+            self.t = t
+            t.write(b"ping")
+
+        def data_received(self, data):
+            self.t.close()
+
+    reactor.connect_tcp(Client, *listener.address)
+    run_until(reactor, lambda: sum(e[0] == "connection_closed" for e in rec.log) == 2)
+    listener.close()
+    transports = [e[1] for e in rec.log if e[0] == "connection_opened"]
+    assert len(transports) == 2
+    running = None  # the callback of the innermost callback span
+    reads = {t: [] for t in transports}
+    for entry in rec.log:
+        if entry[0] == "before_callback":
+            running = entry[2]
+        elif entry[0] == "after_callback":
+            running = None
+        elif entry[0] == "bytes_received":
+            t = entry[1]
+            assert running.__self__ is t and running.__name__ == "_on_readable", entry
+            reads[t].append(entry[2])
+    for t in transports:
+        kinds = [e[0] for e in rec.log if e[0].startswith(("bytes_", "connection_")) and e[1] is t]
+        assert kinds[0] == "connection_opened" and kinds[-1] == "connection_closed"
+        assert kinds.count("connection_opened") == kinds.count("connection_closed") == 1
+    (server,) = [t for t in transports if t.get_extra_info("sockname")[1] == port]
+    (client,) = [t for t in transports if t is not server]
+    assert reads[server] == [4, 0]  # "ping", then the client's close: end of file
+    assert reads[client] == [4]  # the echo; then it closed itself
+
+
+def test_stats_count_what_is_buffered_for_a_peer_that_does_not_read(reactor):
+    listener = reactor.listen_tcp(Echo, "127.0.0.1", 0)
+    try:
+        raw = socket.create_connection(listener.address)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        run_until(reactor, lambda: reactor.stats().readers == 2)  # the listener and the connection
+        (server,) = listener.connections
+        server.write(b"x" * (16 << 20))  # far more than the kernel buffers take
+        st = reactor.stats()
+        assert st.bytes_buffered == server.get_write_buffer_size() > 0
+        assert st.writers == 1 and st.readers == 2  # the listener and the connection
+        assert st.bytes_sent == server.bytes_sent == (16 << 20) - st.bytes_buffered
+        raw.close()
+        server.abort()
+        run_until(reactor, lambda: not reactor.connections())
+        assert reactor.stats().bytes_buffered == 0 and reactor.stats().writers == 0
+    finally:
+        listener.close()
 
 
 def test_stats_counts_callbacks_and_timers(selector_class):

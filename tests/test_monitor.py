@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from reactor import Protocol
+from reactor.instruments import Instrument
 from reactor.monitor import start_monitor
 
 from .conftest import run_until
@@ -36,7 +37,17 @@ def ask(reactor, sock, command, until):
     return buf.decode()
 
 
+class Sends(Instrument):
+    def __init__(self):
+        self.sends = []
+
+    def bytes_sent(self, transport, n):
+        self.sends.append(transport)
+
+
 def test_monitor_commands(reactor):
+    sends = Sends()
+    reactor.add_instrument(sends)
     monitor = start_monitor(reactor)
     app = reactor.listen_tcp(Sink, "127.0.0.1", 0)
     reactor.call_later(30, print, "a pending timer")
@@ -46,7 +57,9 @@ def test_monitor_commands(reactor):
     try:
         assert "type help" in ask(reactor, console, "", "type help")
         assert "connections" in ask(reactor, console, "help", "quit")
+        sends.sends.clear()  # every earlier reply has arrived: the console answers in order
         stats = ask(reactor, console, "stats", "busy_ratio")
+        assert len(sends.sends) == 1  # a reply of many lines, in one send
         assert "connections_open" in stats and "iterations" in stats
         conns = ask(reactor, console, "connections", "connection(s)")
         assert "127.0.0.1" in conns and "2 connection(s)" in conns  # the app's and the console's

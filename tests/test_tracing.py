@@ -56,10 +56,27 @@ def test_chrome_trace_is_valid_and_balanced(reactor, tmp_path):
     assert stack == []
     assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
     names = {e["name"] for e in events}
-    assert {"select", "recv", "send", "connection opened", "connection closed", "timer fired"} <= names
+    assert {"select", "recv", "eof", "send", "connection opened", "connection closed",
+            "timer scheduled", "timer fired"} <= names
     assert any("_on_readable" in e["name"] for e in events if e["ph"] == "B")
     sent = sum(e["args"]["bytes"] for e in events if e["name"] == "send")
     assert sent == 8  # "ping" each way
+    # Perfetto's labels, then iterations numbered 1, 2, ..., each holding one select.
+    assert [e["name"] for e in events[:2]] == ["process_name", "thread_name"]
+    iterations = [e["name"] for e in events if e["ph"] == "B" and e["name"].startswith("iteration ")]
+    assert iterations == [f"iteration {i}" for i in range(1, len(iterations) + 1)]
+    assert len(iterations) == sum(e["ph"] == "B" and e["name"] == "select" for e in events)
+    depth, seen = 0, []
+    for e in events:  # every callback span sits inside an iteration
+        if e["ph"] == "B":
+            if e["cat"] == "callback":
+                seen.append(depth)
+            depth += 1
+        elif e["ph"] == "E":
+            depth -= 1
+    assert seen and min(seen) == 1
+    ready = [e["args"]["ready"] for e in events if e["ph"] == "E" and e["name"] == "select"]
+    assert any("readable" in r for r in ready)
 
 
 def test_chrome_tracer_bounds_its_memory(reactor, tmp_path):
@@ -79,4 +96,6 @@ def test_stderr_tracer_narrates(reactor):
     scenario(reactor)
     text = out.getvalue()
     assert "select(timeout=" in text and "recv 4 bytes" in text and "sent 4 bytes" in text
-    assert "connection opened" in text and "run StreamTransport._on_readable()" in text
+    assert "connection opened" in text and "run StreamTransport._on_readable() [fd " in text
+    assert "readable" in text and "end of file on fd" in text and "timer set, due in" in text
+    assert "watch fd" in text and "Listener._on_acceptable(<socket fd=" in text

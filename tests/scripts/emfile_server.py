@@ -6,8 +6,8 @@ Listens on 127.0.0.1 (a free port), lowers its own RLIMIT_NOFILE so that only
 HEADROOM descriptors are left, and prints ``port=P free=F`` on stdout (F: the
 descriptors actually left). On every connection it answers lines:
 
-- ``stats``: ``stats iterations=I shed=S connections=C`` (I: selector.select()
-  calls so far; S: ``listener.accepts_shed``; C: open server connections);
+- ``stats``: ``stats iterations=I shed=S stats_shed=S connections=C`` (I: selector.select()
+  calls so far; S: ``listener.accepts_shed``, and ``reactor.stats().accepts_shed``; C: open server connections);
 - ``window``: answers ``window started`` at once, counts the loop's
   iterations for ``WINDOW`` seconds, then answers ``window iterations=I
   shed=S connections=C`` (a measurement window: a loop spinning on a
@@ -53,6 +53,7 @@ def main() -> int:
 
     def stats(kind: str, iterations: int) -> bytes:
         return (f"{kind} iterations={iterations} shed={listener.accepts_shed} "
+                f"stats_shed={reactor.stats().accepts_shed} "
                 f"connections={len(listener.connections)}").encode()
 
     class Server(LineProtocol):
