@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import re
 from pathlib import Path
 
@@ -27,11 +28,23 @@ def test_tutorial_has_examples():
     assert len(python_blocks(ROOT / "docs/TUTORIAL.md")) >= 6
 
 
+# A python block, then (in the tutorial) "It prints:" and the expected output.
+PRINTS = re.compile(r"^```python\n(.*?)^```\n\s*It prints:\n\s*```text\n(.*?)^```", re.S | re.M)
+
+
 @pytest.mark.parametrize("doc, index", EXAMPLES, ids=[f"{d}-{i}" for d, i in EXAMPLES])
 def test_doc_example_runs(doc, index, capsys):
     code = python_blocks(ROOT / doc)[index]
     exec(compile(code, f"{doc}[python block {index}]", "exec"), {"__name__": "__doc_example__"})
-    assert capsys.readouterr().out  # every example prints what it shows
+    out = capsys.readouterr().out
+    assert out  # every example prints what it shows
+    expected = dict(PRINTS.findall((ROOT / doc).read_text(encoding="utf-8")))
+    if doc == "docs/TUTORIAL.md":
+        assert code in expected, "every tutorial program shows what it prints"
+    if code in expected:
+        checker = doctest.OutputChecker()
+        assert checker.check_output(expected[code], out, doctest.ELLIPSIS), (
+            f"{doc} block {index} printed:\n{out}\nbut the text says:\n{expected[code]}")
 
 
 def marked_command(marker: str) -> str:
