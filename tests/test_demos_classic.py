@@ -387,18 +387,15 @@ def small_rcvbuf_socket() -> socket.socket:
     return sock
 
 
-class SlowTarget(threading.Thread):
-    """A plain socket server: accept one connection, read it slowly to EOF, reply, close.
+class Target(threading.Thread):
+    """A plain socket server in a thread: accept one connection, ``serve()`` it, close.
 
-    The reply is ``<bytes received> <sha256>``, so the test checks byte
-    exactness and the reverse direction (and the half-close) in one go.
+    An exception in the thread is kept and raised again by ``finish()``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, listener: socket.socket) -> None:
         super().__init__(daemon=True)
-        self.listener = small_rcvbuf_socket()  # accepted sockets inherit it
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(1)
+        self.listener = listener
         self.listener.settimeout(DEADLINE)
         self.port = self.listener.getsockname()[1]
         self.error: Optional[BaseException] = None
@@ -408,10 +405,12 @@ class SlowTarget(threading.Thread):
             conn, _ = self.listener.accept()
             with conn:
                 conn.settimeout(DEADLINE)
-                received, sha256 = read_slowly(conn)
-                conn.sendall(b"%d %s" % (received, sha256.encode()))
+                self.serve(conn)
         except BaseException as exc:  # reported by finish()
             self.error = exc
+
+    def serve(self, conn: socket.socket) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def finish(self) -> None:
         self.join(DEADLINE)
@@ -421,6 +420,22 @@ class SlowTarget(threading.Thread):
 
     def close(self) -> None:
         self.listener.close()
+
+
+class SlowTarget(Target):
+    """Reads its connection slowly to EOF, then replies ``<bytes received> <sha256>``,
+    so the test checks byte exactness and the reverse direction (and the
+    half-close) in one go."""
+
+    def __init__(self) -> None:
+        listener = small_rcvbuf_socket()  # accepted sockets inherit it
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        super().__init__(listener)
+
+    def serve(self, conn: socket.socket) -> None:
+        received, sha256 = read_slowly(conn)
+        conn.sendall(b"%d %s" % (received, sha256.encode()))
 
 
 def test_proxy_10mb_to_slow_target_in_bounded_memory(tmp_path):
@@ -453,37 +468,17 @@ def test_proxy_10mb_to_slow_target_in_bounded_memory(tmp_path):
     check_growth("proxy", baseline, peak, 3)
 
 
-class FastTarget(threading.Thread):
-    """A plain socket server: accept one connection, read the request to EOF,
-    then send *payload* as fast as the proxy takes it, and close."""
+class FastTarget(Target):
+    """Reads the request to EOF, then sends *payload* as fast as the proxy takes it."""
 
     def __init__(self, payload: bytes) -> None:
-        super().__init__(daemon=True)
+        super().__init__(socket.create_server(("127.0.0.1", 0), backlog=1))
         self.payload = payload
-        self.listener = socket.create_server(("127.0.0.1", 0), backlog=1)
-        self.listener.settimeout(DEADLINE)
-        self.port = self.listener.getsockname()[1]
         self.request: Optional[bytes] = None
-        self.error: Optional[BaseException] = None
 
-    def run(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-            with conn:
-                conn.settimeout(DEADLINE)
-                self.request = recv_all(conn, 1000)  # EOF: the client's half-close, passed on
-                conn.sendall(self.payload)
-        except BaseException as exc:  # reported by finish()
-            self.error = exc
-
-    def finish(self) -> None:
-        self.join(DEADLINE)
-        assert not self.is_alive(), "the target thread is stuck"
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        self.listener.close()
+    def serve(self, conn: socket.socket) -> None:
+        self.request = recv_all(conn, 1000)  # EOF: the client's half-close, passed on
+        conn.sendall(self.payload)
 
 
 def test_proxy_10mb_to_slow_client_in_bounded_memory(tmp_path):
