@@ -115,7 +115,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     args.no_pin = False
     setup = Setup(args)
-    if args.tool == "py-spy" and shutil.which("py-spy") is None:
+    # py-spy on PATH, or installed beside this Python (a venv's bin/, not on PATH).
+    beside = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    py_spy = shutil.which("py-spy") or (beside if os.access(beside, os.X_OK) else None)
+    if args.tool == "py-spy" and py_spy is None:
         parser.error("py-spy is not installed (pip install py-spy)")
     print(f"profiling the {args.kind} echo server: {args.size} B messages, {args.concurrency} connections, "
           f"{args.duration:g} s (+{args.warmup:g} s warm-up); load generator: {setup.client_kind}; "
@@ -136,7 +139,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             spy = None
             raw = os.path.join(tmp, "pyspy.txt")
             if args.tool == "py-spy":
-                spy_argv = ["py-spy", "record", "--pid", str(server.pid), "--rate", "1000", "--format", "raw",
+                spy_argv = [str(py_spy), "record", "--pid", str(server.pid), "--rate", "1000", "--format", "raw",
                             "--function", "--output", raw, "--duration", str(int(args.duration + args.warmup + 1))]
                 if args.native:
                     spy_argv.append("--native")

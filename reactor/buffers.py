@@ -47,21 +47,24 @@ COALESCE_LIMIT = 2048
 class SendBuffer:
     """A FIFO of bytes with O(1) partial consumption. Sans-IO."""
 
-    __slots__ = ("_chunks", "_size", "_tail_open")
+    __slots__ = ("_chunks", "nbytes", "_tail_open")
 
     def __init__(self) -> None:
         # memoryviews (not copied) and bytearrays (coalesced small writes);
         # the first chunk is always the next byte to send.
         self._chunks: deque[Union[memoryview, bytearray]] = deque()
-        self._size = 0
+        # Bytes buffered: the figure flow control compares with its limits.
+        # A plain attribute, read-only outside this class, so that the
+        # transport's write() tests it without a method call.
+        self.nbytes = 0
         self._tail_open = False  # may the last chunk (a bytearray) grow?
 
     def __len__(self) -> int:
         """Bytes buffered: the figure flow control compares with its limits."""
-        return self._size
+        return self.nbytes
 
     def __bool__(self) -> bool:
-        return self._size > 0
+        return self.nbytes > 0
 
     def append(self, data: BytesLike) -> None:
         """Queue *data* after everything already buffered."""
@@ -71,7 +74,7 @@ class SendBuffer:
         n = view.nbytes
         if n == 0:
             return
-        self._size += n
+        self.nbytes += n
         if n < COALESCE_LIMIT:
             if self._tail_open:
                 self._chunks[-1] += view  # type: ignore[operator]
@@ -109,9 +112,9 @@ class SendBuffer:
 
     def advance(self, n: int) -> None:
         """Forget the first *n* bytes: the kernel took them."""
-        if n < 0 or n > self._size:
-            raise ValueError(f"cannot advance by {n}: {self._size} bytes buffered")
-        self._size -= n
+        if n < 0 or n > self.nbytes:
+            raise ValueError(f"cannot advance by {n}: {self.nbytes} bytes buffered")
+        self.nbytes -= n
         chunks = self._chunks
         while n:
             c = chunks[0]
@@ -134,5 +137,5 @@ class SendBuffer:
     def clear(self) -> None:
         """Drop everything (``abort()``)."""
         self._chunks.clear()
-        self._size = 0
+        self.nbytes = 0
         self._tail_open = False

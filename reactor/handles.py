@@ -84,18 +84,22 @@ class Handle:
         return self._cancelled
 
     def _run(self) -> None:
+        # BaseReactor._run_once inlines this body on its plain path.
         try:
             self._callback(*self._args)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._reactor.call_exception_handler(
-                {
-                    "message": f"Exception in callback {self._describe()}",
-                    "exception": exc,
-                    "handle": self,
-                }
-            )
+            self._report(exc)
+
+    def _report(self, exc: BaseException) -> None:
+        self._reactor.call_exception_handler(
+            {
+                "message": f"Exception in callback {self._describe()}",
+                "exception": exc,
+                "handle": self,
+            }
+        )
 
 
 class TimerHandle(Handle):

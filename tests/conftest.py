@@ -60,3 +60,27 @@ def run_until(reactor: Reactor, condition: Callable[[], bool], timeout: float = 
         if remaining <= 0:
             raise AssertionError(f"condition not reached within {timeout}s")
         reactor.run_once(min(remaining, 0.1))
+
+
+def before_each_wait(reactor: Reactor, before: Callable[[float | None], None]) -> None:
+    """Call ``before(timeout_in_seconds)`` each time *reactor* is about to wait for I/O.
+
+    The loop waits through ``selector.select()`` or, for Epoll and Poll, its
+    fast path (``reactor._poll``, see ``loop._fast_poll``); this hooks both,
+    so tests that watch the wait cover both paths.
+    """
+    real_select = reactor._selector.select
+
+    def select(timeout=None):
+        before(timeout)
+        return real_select(timeout)
+
+    reactor._selector.select = select  # an instance attribute shadows the method
+    if reactor._poll is not None:
+        real_poll, unit = reactor._poll, reactor._poll_unit
+
+        def poll(timeout, maxevents):
+            before(timeout / unit)
+            return real_poll(timeout, maxevents)
+
+        reactor._poll = poll

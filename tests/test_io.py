@@ -314,6 +314,15 @@ def test_reused_fd_in_one_batch_does_not_receive_the_stale_event(reactor, errors
         return result
 
     reactor._selector.select = recording_select
+    if reactor._poll is not None:  # the loop's fast path polls directly (loop._fast_poll)
+        real_poll = reactor._poll
+
+        def recording_poll(timeout, maxevents):
+            result = real_poll(timeout, maxevents)
+            batches.append({fd for fd, _ in result})
+            return result
+
+        reactor._poll = recording_poll
 
     def original(name):
         originals_ran.append(name)

@@ -10,7 +10,7 @@ import pytest
 
 from reactor import Reactor
 
-from .conftest import run_until
+from .conftest import before_each_wait, run_until
 
 
 def _noop(*args):
@@ -18,15 +18,9 @@ def _noop(*args):
 
 
 def record_selects(reactor: Reactor) -> list:
-    """Make *reactor*'s selector note the timeout of every select() call."""
+    """Note the timeout of every wait for I/O *reactor* makes."""
     timeouts: list = []
-    real_select = reactor._selector.select
-
-    def select(timeout=None):
-        timeouts.append(timeout)
-        return real_select(timeout)
-
-    reactor._selector.select = select  # instance attribute shadows the method
+    before_each_wait(reactor, timeouts.append)
     return timeouts
 
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from .conftest import run_until
+from .conftest import before_each_wait, run_until
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "SIGUSR1") or os.name != "posix", reason="Unix signals only"
@@ -111,14 +111,12 @@ def test_signal_handlers_are_per_signal(reactor):
 
 def test_signal_from_another_thread_wakes_a_blocked_run(reactor):
     blocking = threading.Event()
-    real_select = reactor._selector.select
 
-    def select(timeout=None):
+    def before(timeout):
         if timeout is None or timeout > 0:
             blocking.set()
-        return real_select(timeout)
 
-    reactor._selector.select = select
+    before_each_wait(reactor, before)
     loop_running = threading.Event()
     thread_errors = []
     calls = []

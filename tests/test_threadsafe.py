@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .conftest import run_until
+from .conftest import before_each_wait, run_until
 
 
 def _noop(*args):
@@ -26,14 +26,12 @@ def pending_waker_bytes(reactor) -> bytes:
 def signal_when_blocking(reactor) -> threading.Event:
     """An Event set each time the loop is about to block in select()."""
     blocking = threading.Event()
-    real_select = reactor._selector.select
 
-    def select(timeout=None):
+    def before(timeout):
         if timeout is None or timeout > 0:
             blocking.set()
-        return real_select(timeout)
 
-    reactor._selector.select = select
+    before_each_wait(reactor, before)
     return blocking
 
 
