@@ -32,7 +32,7 @@ Two kinds of chunk, two costs to avoid:
 from __future__ import annotations
 
 from collections import deque
-from typing import Union
+from typing import Optional, Union
 
 __all__ = ["SendBuffer", "COALESCE_LIMIT", "BytesLike"]
 
@@ -51,8 +51,10 @@ class SendBuffer:
 
     def __init__(self) -> None:
         # memoryviews (not copied) and bytearrays (coalesced small writes);
-        # the first chunk is always the next byte to send.
-        self._chunks: deque[Union[memoryview, bytearray]] = deque()
+        # the first chunk is always the next byte to send. Made on the first
+        # append and dropped once drained: an empty deque costs ~760 bytes,
+        # and most connections, most of the time, buffer nothing.
+        self._chunks: Optional[deque[Union[memoryview, bytearray]]] = None
         # Bytes buffered: the figure flow control compares with its limits.
         # A plain attribute, read-only outside this class, so that the
         # transport's write() tests it without a method call.
@@ -75,6 +77,8 @@ class SendBuffer:
         if n == 0:
             return
         self.nbytes += n
+        if self._chunks is None:
+            self._chunks = deque()
         if n < COALESCE_LIMIT:
             if self._tail_open:
                 self._chunks[-1] += view  # type: ignore[operator]
@@ -91,6 +95,8 @@ class SendBuffer:
     def views(self, max_count: int = 1) -> list[memoryview]:
         """Up to *max_count* chunks from the front, for one (vectored) send."""
         chunks = self._chunks
+        if chunks is None:
+            return []
         if len(chunks) <= max_count:
             self._tail_open = False  # the tail is exported from now on
             return [c if isinstance(c, memoryview) else memoryview(c) for c in chunks]
@@ -101,14 +107,16 @@ class SendBuffer:
         return out
 
     def first(self) -> memoryview:
-        """The first chunk alone: the fast path when one ``send()`` will do."""
+        """The first chunk alone: the fast path when one ``send()`` will do (IndexError if empty)."""
+        if self._chunks is None:
+            raise IndexError("the send buffer is empty")
         c = self._chunks[0]
         if len(self._chunks) == 1:
             self._tail_open = False
         return c if isinstance(c, memoryview) else memoryview(c)
 
     def chunk_count(self) -> int:
-        return len(self._chunks)
+        return len(self._chunks) if self._chunks is not None else 0
 
     def advance(self, n: int) -> None:
         """Forget the first *n* bytes: the kernel took them."""
@@ -116,6 +124,8 @@ class SendBuffer:
             raise ValueError(f"cannot advance by {n}: {self.nbytes} bytes buffered")
         self.nbytes -= n
         chunks = self._chunks
+        if chunks is None:
+            return  # advance(0) on an empty buffer
         while n:
             c = chunks[0]
             size = len(c)
@@ -132,10 +142,11 @@ class SendBuffer:
                 self._tail_open = False
             break
         if not chunks:
+            self._chunks = None  # drained: give the deque back
             self._tail_open = False
 
     def clear(self) -> None:
         """Drop everything (``abort()``)."""
-        self._chunks.clear()
+        self._chunks = None
         self.nbytes = 0
         self._tail_open = False

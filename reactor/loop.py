@@ -106,10 +106,8 @@ class BaseReactor:
     ) -> None:
         self._closed = True  # until construction succeeds; see __del__
         self._selector = selector if selector is not None else selectors.DefaultSelector()
-        # fd -> (reader, writer): the same pairs as the selector keys' data,
-        # in a plain dict for the fast path of step 3 (see _fast_poll).
-        self._io: dict[int, tuple[Optional[Handle], Optional[Handle]]] = {}
-        self._poll, self._poll_unit, self._poll_read, self._poll_write = _fast_poll(self._selector)
+        (self._poll, self._poll_unit, self._poll_read, self._poll_write,
+         self._fd_to_key) = _fast_poll(self._selector)
         self._clock = clock if clock is not None else _time.monotonic
         self._ready: deque[Handle] = deque()
         self._timers = TimerQueue()
@@ -270,17 +268,18 @@ class BaseReactor:
         poll = self._poll
         if poll is not None and instruments is None:
             # The fast path (Discussion: see _fast_poll): the poll object
-            # itself, and our own fd -> (reader, writer) dict, instead of
+            # itself, and the selector's fd -> key dict, instead of
             # selector.select() building a (key, mask) pair per event.
-            fd_events = poll(wait * self._poll_unit, len(self._io))
+            fd_to_key = self._fd_to_key
+            fd_events = poll(wait * self._poll_unit, len(fd_to_key))
             t1 = self._last_select_end = _perf_counter()
             self._select_seconds += t1 - t0
-            io_get, read_bits, write_bits = self._io.get, self._poll_read, self._poll_write
+            key_get, read_bits, write_bits = fd_to_key.get, self._poll_read, self._poll_write
             for fd, bits in fd_events:
-                handles = io_get(fd)
-                if handles is None:
+                key = key_get(fd)
+                if key is None:
                     continue
-                reader, writer = handles
+                reader, writer = key.data
                 if bits & read_bits and reader is not None and not reader._cancelled:
                     ready.append(reader)
                 if bits & write_bits and writer is not None and not writer._cancelled:
@@ -517,7 +516,6 @@ class BaseReactor:
                 return False
             data = (handle, None) if event == EVENT_READ else (None, handle)
             key = selector.register(fileobj, event, data)
-            self._io[key.fd] = data
             instruments = self._instruments
             if instruments is not None and instruments.fd_registered is not None:
                 instruments.fd_registered(key.fd, event)
@@ -534,10 +532,8 @@ class BaseReactor:
         )
         if mask:
             selector.modify(fileobj, mask, (reader, writer))
-            self._io[key.fd] = (reader, writer)
         else:
             selector.unregister(fileobj)
-            del self._io[key.fd]
         instruments = self._instruments
         if instruments is not None:
             if mask and instruments.fd_registered is not None:
@@ -613,18 +609,19 @@ class BaseReactor:
                 pass
 
 
-def _fast_poll(selector: selectors.BaseSelector) -> tuple[Any, float, int, int]:
-    """(poll, timeout unit, read bits, write bits) for the fast path of step 3, or Nones.
+def _fast_poll(selector: selectors.BaseSelector) -> tuple[Any, float, int, int, Any]:
+    """(poll, timeout unit, read bits, write bits, fd -> key) for step 3's fast path, or Nones.
 
     Discussion: ``selector.select()`` is Python code that, per event, looks
     up the key, computes a mask and appends a ``(key, mask)`` tuple, all of
     which the loop then unpacks again: a measurable share of an echo
     server's time. For the two stdlib selectors built on a poll object,
     EpollSelector and PollSelector, the loop calls that object's ``poll()``
-    itself (``selector._selector``, the one private attribute we rely on)
-    and finds the handles in its own ``_io`` dict. Registration still goes
-    through the selector, so ``get_key``/``get_map`` and its validation are
-    unchanged. The event bits are read the way ``selectors`` reads them:
+    itself and finds each fd's key in the selector's own dict: the two
+    private attributes we rely on, ``_selector`` and ``_fd_to_key``, both
+    unchanged since ``selectors`` appeared in Python 3.4. Registration
+    still goes through the selector's public methods, so ``get_key``,
+    ``get_map`` and their validation are untouched. The event bits are read the way ``selectors`` reads them:
     anything but "writable" wakes the reader (errors and hang-ups
     included), anything but "readable" wakes the writer. Only the exact
     classes qualify (a subclass may override ``select()``), and the loop
@@ -634,12 +631,15 @@ def _fast_poll(selector: selectors.BaseSelector) -> tuple[Any, float, int, int]:
     polled for early.
     """
     inner = getattr(selector, "_selector", None)
-    if type(selector) is getattr(selectors, "EpollSelector", None) and hasattr(inner, "poll"):
-        return inner.poll, 1.0, ~select.EPOLLOUT, ~select.EPOLLIN
-    if type(selector) is getattr(selectors, "PollSelector", None) and hasattr(inner, "poll"):
-        poll = inner.poll
-        return (lambda timeout, _maxevents: poll(timeout)), 1000.0, ~select.POLLOUT, ~select.POLLIN
-    return None, 1.0, 0, 0
+    fd_to_key = getattr(selector, "_fd_to_key", None)
+    if hasattr(inner, "poll") and isinstance(fd_to_key, dict):
+        if type(selector) is getattr(selectors, "EpollSelector", None):
+            return inner.poll, 1.0, ~select.EPOLLOUT, ~select.EPOLLIN, fd_to_key
+        if type(selector) is getattr(selectors, "PollSelector", None):
+            poll = inner.poll
+            return ((lambda timeout, _maxevents: poll(timeout)), 1000.0, ~select.POLLOUT,
+                    ~select.POLLIN, fd_to_key)
+    return None, 1.0, 0, 0, None
 
 
 def _check_callable(callback: Any, method: str) -> None:

@@ -70,6 +70,11 @@ DEFAULT_LOW_WATER = 16 * 1024  # asyncio's default: a quarter of high
 # ns), and bulk echo runs faster too (bench.stream_throughput: 1,790 MiB/s
 # against 1,572 with recv_into 256 KiB).
 MAX_READ_SIZE = 64 * 1024
+# The send buffer of every connection with nothing buffered: shared, always
+# empty, never appended to (write() installs a SendBuffer of its own first).
+# Most connections, most of the time, buffer nothing; 5,000 idle ones need
+# not hold 5,000 empty buffers.
+_NO_BUFFER = SendBuffer()
 # The most iovecs one sendmsg() accepts (1024 on Linux, 16 is POSIX's floor).
 try:
     IOV_MAX = max(16, min(os.sysconf("SC_IOV_MAX"), 1024))
@@ -82,8 +87,8 @@ class StreamTransport:
 
     # Slots: no per-instance __dict__. A server holding 5,000 idle
     # connections pays for every byte of this object 5,000 times.
-    __slots__ = ("_reactor", "_sock", "_fileno", "_protocol", "_server", "_extra", "_buffer",
-                 "_sendmsg", "_buffered_protocol", "_high_water", "_low_water",
+    __slots__ = ("_reactor", "_sock", "_fileno", "_protocol", "_server", "_peername", "_sockname",
+                 "_extra", "_buffer", "_buffered_protocol", "_high_water", "_low_water",
                  "_max_buffer", "_closing", "_lost", "_eof_written", "_eof_received",
                  "_reading_paused", "_writing_paused", "_warned_write_after_close",
                  "bytes_received", "bytes_sent", "_finished", "_lost_exc", "__weakref__")
@@ -95,6 +100,7 @@ class StreamTransport:
         protocol: Any,
         *,
         server: Any = None,
+        peername: Any = None,
         extra: Optional[dict[str, Any]] = None,
     ) -> None:
         sock.setblocking(False)
@@ -103,16 +109,18 @@ class StreamTransport:
         self._fileno = sock.fileno()
         self._protocol = protocol
         self._server = server
-        self._extra: dict[str, Any] = {"socket": sock}
-        for key, getter in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
+        # Extra info without a dict per connection (see get_extra_info). The
+        # peer's address must be read now (later the peer may have gone);
+        # accept() already returned it, so a listener passes it in.
+        if peername is None:  # (an AF_UNIX peer's address is "", not None)
             try:
-                self._extra[key] = getter()
+                peername = sock.getpeername()
             except OSError:  # the peer may already have gone
-                self._extra[key] = None
-        if extra:
-            self._extra.update(extra)
-        self._buffer = SendBuffer()
-        self._sendmsg = getattr(sock, "sendmsg", None)
+                pass
+        self._peername = peername
+        self._sockname: Any = None  # read on first use
+        self._extra = extra  # what the creator adds, or None
+        self._buffer = _NO_BUFFER  # a real SendBuffer once the kernel pushes back
         self._buffered_protocol = isinstance(protocol, BufferedProtocol)
         self._high_water = DEFAULT_HIGH_WATER
         self._low_water = DEFAULT_LOW_WATER
@@ -357,6 +365,8 @@ class StreamTransport:
                 observe_io(self, False, data, n)
             if n == size:
                 return
+            if buffer is _NO_BUFFER:
+                buffer = self._buffer = SendBuffer()
             view = memoryview(data)
             buffer.append(view[n:] if view.format == "B" else view.cast("B")[n:])
             self._reactor.add_writer(self._sock, self._on_writable)
@@ -381,7 +391,7 @@ class StreamTransport:
             for data in list_of_data:  # the cases where write() already queues (or refuses)
                 self.write(data)
             return
-        buffer = self._buffer
+        buffer = self._buffer = SendBuffer()
         for data in list_of_data:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 buffer.clear()
@@ -411,6 +421,7 @@ class StreamTransport:
     def _on_writable(self) -> None:
         if not self._send_buffered() or self._buffer:
             return
+        self._buffer = _NO_BUFFER  # drained: an idle connection keeps no buffer
         self._reactor.remove_writer(self._sock)
         if self._lost:
             return  # closed from resume_writing(); connection_lost is on its way
@@ -423,9 +434,10 @@ class StreamTransport:
         """Offer the buffer to the kernel once; False if that ended the connection."""
         buffer = self._buffer
         try:
-            if self._sendmsg is not None and buffer.chunk_count() > 1:
+            sendmsg = getattr(self._sock, "sendmsg", None)  # (not on every platform)
+            if sendmsg is not None and buffer.chunk_count() > 1:
                 chunks = buffer.views(IOV_MAX)
-                n = self._sendmsg(chunks)
+                n = sendmsg(chunks)
             else:
                 chunks = [buffer.first()]
                 n = self._sock.send(chunks[0])
@@ -504,8 +516,25 @@ class StreamTransport:
     # -- introspection -----------------------------------------------------
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """``'peername'``, ``'sockname'``, ``'socket'``, or *default*."""
-        return self._extra.get(name, default)
+        """``'peername'``, ``'sockname'``, ``'socket'``, what the creator added, or *default*.
+
+        ``'peername'`` is captured when the transport is made; ``'sockname'``
+        is read from the socket the first time it is asked for and kept (so
+        that 5,000 idle connections do not each hold a copy nobody reads);
+        asked for the first time after the socket closed, it is None.
+        """
+        if name == "peername":
+            return self._peername
+        if name == "socket":
+            return self._sock
+        if name == "sockname":
+            if self._sockname is None:
+                try:
+                    self._sockname = self._sock.getsockname()
+                except OSError:  # closed
+                    return None
+            return self._sockname
+        return self._extra.get(name, default) if self._extra else default
 
     def get_protocol(self) -> Any:
         return self._protocol

@@ -231,8 +231,8 @@ def test_a_connection_hook_sequence_follows_the_documented_order(reactor):
         kinds = [e[0] for e in rec.log if e[0].startswith(("bytes_", "connection_")) and e[1] is t]
         assert kinds[0] == "connection_opened" and kinds[-1] == "connection_closed"
         assert kinds.count("connection_opened") == kinds.count("connection_closed") == 1
-    (server,) = [t for t in transports if t.get_extra_info("sockname")[1] == port]
-    (client,) = [t for t in transports if t is not server]
+    (client,) = [t for t in transports if t.get_extra_info("peername")[1] == port]
+    (server,) = [t for t in transports if t is not client]
     assert reads[server] == [4, 0]  # "ping", then the client's close: end of file
     assert reads[client] == [4]  # the echo; then it closed itself
 
