@@ -78,7 +78,8 @@ from typing import Any, Optional, Sequence
 from bench._proc import (CLK_TCK, Child, ChildTimeout, cpu_ticks, hwm_kib, pin, raise_nofile, rss_kib,
                          usable_cpus)
 
-ALL_SERVERS = ("reactor", "asyncio", "uvloop", "twisted")
+# "selectors" is not a peer but the floor: a bare selectors loop (bench.servers).
+ALL_SERVERS = ("reactor", "asyncio", "uvloop", "twisted", "selectors")
 OPTIONAL = {"uvloop": "uvloop", "twisted": "twisted"}  # server -> module it needs
 DEFAULT_SIZES = (64, 1024, 16 * 1024, 100 * 1024)
 DEFAULT_CONCURRENCY = (1, 10, 100)
@@ -413,7 +414,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sizes", type=int_list, help="message sizes in bytes (default 64,1024,16384,102400)")
     parser.add_argument("--concurrency", type=int_list, help="connections (default 1,10,100)")
     parser.add_argument("--servers", type=server_list, default=list(ALL_SERVERS),
-                        help="comma-separated subset of reactor,asyncio,uvloop,twisted (default: all)")
+                        help="comma-separated subset of reactor,asyncio,uvloop,twisted,selectors "
+                             "(default: all; selectors is the bare-loop floor)")
     parser.add_argument("--idle", type=int, help="idle connections for the memory test (default 5000; 200 with --quick)")
     parser.add_argument("--idle-active", type=int, help="active connections during it (default 100; 10 with --quick)")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle-connections test")

@@ -1,6 +1,6 @@
 """The echo servers of the network benchmark, one per process.
 
-    python -m bench.servers --kind reactor     # or asyncio, uvloop, twisted
+    python -m bench.servers --kind reactor     # or asyncio, uvloop, twisted, selectors
     python -m bench.servers --kind reactor --profile echo.prof
 
 Each prints ``PORT <n>`` on stdout once it listens (on 127.0.0.1, a free
@@ -12,6 +12,11 @@ deviation from the defaults, the same for all: a listen backlog of 1024
 (``--backlog``) so that connection bursts are not dropped, and TCP_NODELAY
 on every connection (reactor, asyncio and uvloop set it by default; Twisted
 is asked to, in ``connectionMade``).
+
+``selectors`` is the exception: not a library but the floor, the bare loop
+a tutorial would write (``serve_selectors``), to show what reactor's
+features cost on top of the readiness and the two system calls per request
+that any pure-Python loop pays.
 
 ``--profile FILE`` runs the loop under cProfile and writes its stats to FILE
 on exit (``python -m pstats FILE``); ``bench.profile_echo`` uses it.
@@ -26,7 +31,7 @@ from typing import Any, Callable, Optional
 
 from bench._proc import die_with_parent, raise_nofile
 
-KINDS = ("reactor", "asyncio", "uvloop", "twisted")
+KINDS = ("reactor", "asyncio", "uvloop", "twisted", "selectors")
 
 
 def announce(port: int) -> None:
@@ -79,6 +84,58 @@ def serve_asyncio(host: str, port: int, backlog: int, profiled: Callable[[Callab
         loop.close()
 
 
+def serve_selectors(host: str, port: int, backlog: int, profiled: Callable[[Callable[[], None]], None]) -> None:
+    """The floor, not a peer: the bare ``selectors`` echo loop a tutorial would write.
+
+    No buffering (it assumes every send() takes everything, which holds for
+    this benchmark's small messages), no flow control, no error handling, no
+    timers: just what any pure-Python loop pays for readiness, one recv and
+    one send per request. The distance from this row to reactor's is the
+    cost of reactor's features.
+    """
+    import selectors
+    import socket
+
+    sel = selectors.DefaultSelector()
+    listener = socket.create_server((host, port), backlog=backlog)
+    listener.setblocking(False)
+    running = [True]
+
+    def accept(sock: socket.socket) -> None:
+        conn, _ = sock.accept()
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sel.register(conn, selectors.EVENT_READ, echo)
+
+    def echo(conn: socket.socket) -> None:
+        data = conn.recv(65536)
+        if data:
+            conn.send(data)
+        else:
+            sel.unregister(conn)
+            conn.close()
+
+    def stop(*_: Any) -> None:
+        running[0] = False
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    sel.register(listener, selectors.EVENT_READ, accept)
+    announce(listener.getsockname()[1])
+
+    def run() -> None:
+        while running[0]:
+            for key, _mask in sel.select():
+                key.data(key.fileobj)
+
+    try:
+        profiled(run)
+    finally:
+        for key in list(sel.get_map().values()):
+            key.fileobj.close()
+        sel.close()
+
+
 def serve_twisted(host: str, port: int, backlog: int, profiled: Callable[[Callable[[], None]], None]) -> None:
     from twisted.internet import protocol, reactor  # the default reactor (epoll on Linux)
 
@@ -127,6 +184,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         serve_reactor(args.host, args.port, args.backlog, profiled)
     elif args.kind in ("asyncio", "uvloop"):
         serve_asyncio(args.host, args.port, args.backlog, profiled, use_uvloop=args.kind == "uvloop")
+    elif args.kind == "selectors":
+        serve_selectors(args.host, args.port, args.backlog, profiled)
     else:
         serve_twisted(args.host, args.port, args.backlog, profiled)
     return 0

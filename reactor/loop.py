@@ -275,15 +275,17 @@ class BaseReactor:
             t1 = self._last_select_end = _perf_counter()
             self._select_seconds += t1 - t0
             key_get, read_bits, write_bits = fd_to_key.get, self._poll_read, self._poll_write
+            append = ready.append
             for fd, bits in fd_events:
                 key = key_get(fd)
                 if key is None:
                     continue
                 reader, writer = key.data
-                if bits & read_bits and reader is not None and not reader._cancelled:
-                    ready.append(reader)
-                if bits & write_bits and writer is not None and not writer._cancelled:
-                    ready.append(writer)
+                # (A cancelled handle is skipped when run, in step 5.)
+                if bits & read_bits and reader is not None:
+                    append(reader)
+                if bits & write_bits and writer is not None:
+                    append(writer)
         else:
             events = self._selector.select(wait)
             t1 = self._last_select_end = _perf_counter()

@@ -7,7 +7,8 @@ Unix) and sits between the reactor and a protocol. It registers itself with
 ``add_reader``/``add_writer`` like any user code would; the loop does not
 know it exists.
 
-Reading. While reading is on, the socket's reader is ``_on_readable``: one
+Reading. While reading is on, the socket's reader is ``_on_readable`` (or,
+for a ``BufferedProtocol``, ``_read_into_buffer``): one
 ``recv`` per readiness event (bounded, so one fast peer cannot monopolise the
 loop), handed to ``protocol.data_received``; an empty ``recv`` is EOF.
 ``pause_reading()`` simply removes the reader: the kernel's receive buffer
@@ -87,7 +88,7 @@ class StreamTransport:
 
     # Slots: no per-instance __dict__. A server holding 5,000 idle
     # connections pays for every byte of this object 5,000 times.
-    __slots__ = ("_reactor", "_sock", "_fileno", "_protocol", "_server", "_peername", "_sockname",
+    __slots__ = ("_reactor", "_sock", "_fileno", "_protocol", "_server", "_peername",
                  "_extra", "_buffer", "_buffered_protocol", "_high_water", "_low_water",
                  "_max_buffer", "_closing", "_lost", "_eof_written", "_eof_received",
                  "_reading_paused", "_writing_paused", "_warned_write_after_close",
@@ -118,8 +119,8 @@ class StreamTransport:
             except OSError:  # the peer may already have gone
                 pass
         self._peername = peername
-        self._sockname: Any = None  # read on first use
-        self._extra = extra  # what the creator adds, or None
+        # What the creator adds, and the sockname once asked for; None until then.
+        self._extra = dict(extra) if extra else None
         self._buffer = _NO_BUFFER  # a real SendBuffer once the kernel pushes back
         self._buffered_protocol = isinstance(protocol, BufferedProtocol)
         self._high_water = DEFAULT_HIGH_WATER
@@ -162,7 +163,7 @@ class StreamTransport:
             self._protocol_error(exc, "connection_made")
             return
         if not self._closing and not self._reading_paused:
-            self._reactor.add_reader(self._sock, self._on_readable)
+            self._reactor.add_reader(self._sock, self._reader())
 
     def close(self) -> None:
         """Stop reading, send what is buffered, then close. Idempotent."""
@@ -251,10 +252,11 @@ class StreamTransport:
 
     # -- reading -----------------------------------------------------------
 
+    def _reader(self) -> Any:
+        """The reader for this kind of protocol, chosen at registration, not per read."""
+        return self._read_into_buffer if self._buffered_protocol else self._on_readable
+
     def _on_readable(self) -> None:
-        if self._buffered_protocol:
-            self._read_into_buffer()
-            return
         try:
             data = self._sock.recv(MAX_READ_SIZE)  # (why not more: see MAX_READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -330,7 +332,7 @@ class StreamTransport:
             return
         self._reading_paused = False
         if not self._eof_received:
-            self._reactor.add_reader(self._sock, self._on_readable)
+            self._reactor.add_reader(self._sock, self._reader())
 
     def is_reading(self) -> bool:
         return not (self._reading_paused or self._closing or self._eof_received)
@@ -527,18 +529,24 @@ class StreamTransport:
             return self._peername
         if name == "socket":
             return self._sock
-        if name == "sockname":
-            if self._sockname is None:
-                try:
-                    self._sockname = self._sock.getsockname()
-                except OSError:  # closed
-                    return None
-            return self._sockname
-        return self._extra.get(name, default) if self._extra else default
+        extra = self._extra
+        if name == "sockname" and (extra is None or "sockname" not in extra):
+            try:
+                sockname = self._sock.getsockname()
+            except OSError:  # closed
+                return None
+            if extra is None:
+                extra = self._extra = {}
+            extra["sockname"] = sockname
+        return extra.get(name, default) if extra is not None else default
 
     def get_protocol(self) -> Any:
         return self._protocol
 
     def set_protocol(self, protocol: Any) -> None:
         self._protocol = protocol
-        self._buffered_protocol = isinstance(protocol, BufferedProtocol)
+        buffered = isinstance(protocol, BufferedProtocol)
+        if buffered != self._buffered_protocol:
+            self._buffered_protocol = buffered
+            if self._reactor.remove_reader(self._sock):  # reading: switch readers
+                self._reactor.add_reader(self._sock, self._reader())

@@ -639,3 +639,39 @@ def test_closing_the_reactor_finishes_every_connection(selector_class):
     assert client.events[-1] == ("lost", None) and server.events[-1] == ("lost", None)
     assert [s.fileno() for s in socks] == [-1] * len(socks)
     assert pending.done() and not listener.is_serving() and reactor.connections() == []
+
+
+def test_set_protocol_switches_between_plain_and_buffered_reading(reactor):
+    class Into(BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(64)
+            self.got = bytearray()
+
+        def get_buffer(self, sizehint):
+            return self.buf
+
+        def buffer_updated(self, n):
+            self.got += self.buf[:n]
+
+    server = Recorder()
+    listener = reactor.listen_tcp(lambda: server, "127.0.0.1", 0)
+    try:
+        client = Recorder()
+        ct = connect(reactor, listener, lambda: client)
+        run_until(reactor, lambda: server.transport is not None)
+        ct.write(b"plain")
+        run_until(reactor, lambda: server.data == b"plain")
+        into = Into()
+        server.transport.set_protocol(into)
+        assert server.transport.get_protocol() is into
+        ct.write(b"into a buffer")
+        run_until(reactor, lambda: into.got == b"into a buffer")
+        server.transport.pause_reading()
+        server.transport.set_protocol(server)  # while paused: nothing to switch yet
+        server.transport.resume_reading()
+        ct.write(b" and back")
+        run_until(reactor, lambda: server.data == b"plain and back")
+        ct.close()
+        run_until(reactor, lambda: server.lost)
+    finally:
+        listener.close()
