@@ -86,3 +86,23 @@ def test_chat_fanout_quick_reports_deliveries_and_latency(tmp_path):
         assert entry["p99_ms"] >= entry["p50_ms"] > 0, entry
         assert entry["client_cpu_frac"] > 0, entry
     assert "deliveries/s" in text
+
+
+def test_one_command_runs_every_benchmark(tmp_path):
+    """``python -m bench --quick``, the command README gives, runs all three and writes their figures."""
+    cmd = [sys.executable, "-m", "bench", "--quick", "--json", str(tmp_path)]
+    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=150)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    text = out.decode()
+    assert proc.returncode == 0, text + err.decode()
+    for name in ("echo", "micro", "chat_fanout"):
+        assert f"==== bench.{name}: exit status 0" in text
+        assert json.loads((tmp_path / f"{name}.json").read_text())
+    assert "reactor/asyncio" in text and "x asyncio" in text
