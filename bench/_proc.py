@@ -10,6 +10,8 @@
 * ``pin(pid, cpus)``: ``sched_setaffinity`` when the platform has it.
 * ``Child``: a subprocess whose stdout is read line by line with a deadline,
   and which is always terminated, waited for and its pipes closed.
+* ``write_json(path, doc)``: results as strict JSON (a figure that could not
+  be read, NaN, becomes null).
 """
 
 from __future__ import annotations
@@ -223,3 +225,21 @@ class Child:
         if self._stderr_file is not None:
             self._stderr_file.close()
         return proc.returncode
+
+
+def _strict(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_strict(v) for v in obj]
+    return obj
+
+
+def write_json(path: str, doc: Any) -> None:
+    """Write *doc* to *path* as strict JSON: NaN (a figure that could not be read) -> null."""
+    import json
+
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(_strict(doc), f, indent=2, allow_nan=False)

@@ -39,7 +39,6 @@ hence its CPU microseconds per delivery.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import re
 import selectors
@@ -50,7 +49,8 @@ import time
 from array import array
 from typing import Any, Optional
 
-from bench._proc import CLK_TCK, Child, ChildTimeout, cpu_ticks, hwm_kib, pin, raise_nofile, usable_cpus
+from bench._proc import (CLK_TCK, Child, ChildTimeout, cpu_ticks, hwm_kib, pin, raise_nofile, usable_cpus,
+                         write_json)
 
 SATURATED = 0.90
 MAX_OUTPUT = 64 * 1024 * 1024
@@ -422,19 +422,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "warmup": args.warmup, "repeat": args.repeat, "quick": q,
                         "saturation_threshold": SATURATED},
                "summary": summary, "runs": runs}
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(_clean(doc), f, indent=2, allow_nan=False)
+        write_json(args.json, doc)
     return 0 if any(r["ok"] for r in runs) else 1
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and obj != obj:
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from bench._proc import (CLK_TCK, Child, ChildTimeout, cpu_ticks, hwm_kib, pin, raise_nofile, rss_kib,
-                         usable_cpus)
+                         usable_cpus, write_json)
 
 # "selectors" is not a peer but the floor: a bare selectors loop (bench.servers).
 ALL_SERVERS = ("reactor", "asyncio", "uvloop", "twisted", "selectors")
@@ -530,21 +530,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                      "elapsed_s": elapsed, "argv": sys.argv[1:] if argv is None else argv},
             "servers": status, "summary": summary, "idle_summary": idle_summary, "runs": runs,
         }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(_clean(doc), f, indent=2, allow_nan=False)
+        write_json(args.json, doc)
     failed = [r for r in runs if not r["ok"]]
     return 1 if failed and len(failed) == len(runs) else 0
-
-
-def _clean(obj: Any) -> Any:
-    """NaN (a figure that could not be read) -> null, so the JSON is strict."""
-    if isinstance(obj, float) and obj != obj:
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 if __name__ == "__main__":
