@@ -17,8 +17,9 @@ One iteration (``run_once``) is, in order:
 1. **Decide how long to wait.** Zero if anything is ready (or stop() was
    called); otherwise until the earliest live timer; never longer than
    ``MAX_SELECT_TIMEOUT``, and never longer than the caller's *timeout*.
-2. **Wait**: ``selector.select(wait)``. This is the only place the reactor
-   blocks.
+2. **Wait**: ``selector.select(wait)`` (for the stdlib epoll and poll
+   selectors, the poll object underneath, called directly: see
+   ``_fast_poll``). This is the only place the reactor blocks.
 3. **Turn events into work**: for each (key, mask), append the key's reader
    and/or writer handle to the ready queue, unless it was cancelled.
 4. **Turn due timers into work**: every timer with ``when <= now``.
@@ -623,9 +624,10 @@ def _fast_poll(selector: selectors.BaseSelector) -> tuple[Any, float, int, int, 
     private attributes we rely on, ``_selector`` and ``_fd_to_key``, both
     unchanged since ``selectors`` appeared in Python 3.4. Registration
     still goes through the selector's public methods, so ``get_key``,
-    ``get_map`` and their validation are untouched. The event bits are read the way ``selectors`` reads them:
-    anything but "writable" wakes the reader (errors and hang-ups
-    included), anything but "readable" wakes the writer. Only the exact
+    ``get_map`` and their validation are untouched. The event bits are
+    read the way ``selectors`` reads them: anything but "writable" wakes
+    the reader (errors and hang-ups included), anything but "readable"
+    wakes the writer. Only the exact
     classes qualify (a subclass may override ``select()``), and the loop
     takes the generic path whenever an instrument watches it (the hooks
     want ``(key, mask)`` pairs). Timeouts: epoll takes seconds, poll
