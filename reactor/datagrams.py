@@ -13,10 +13,10 @@ the queue is flushed in order, one ``sendto`` per datagram, until the
 kernel pushes back again. Other errors (``EMSGSIZE``, say) go to
 ``protocol.error_received(exc)`` and concern only that datagram: the
 endpoint lives on. An ICMP error on a connected socket belongs to an earlier
-datagram: it is reported, and the send that revealed it is tried again. Peers get this wrong in known
-ways: Twisted raises on ``EAGAIN`` instead of queueing, and asyncio's byte
-count drifts (CPython gh-135444) because it counts a header for some
-datagrams and not for others. Here the queue counts exactly the payload
+datagram: it is reported, and the send that revealed it is tried again.
+Peers get this wrong in known ways: Twisted raises on ``EAGAIN`` instead of
+queueing, and asyncio's byte count drifts (CPython gh-135444) because it
+counts a header for some datagrams and not for others. Here the queue counts exactly the payload
 bytes and the datagrams it holds, and both return to zero when it drains.
 
 The queue is bounded. Past the high-water mark (64 KiB of payload) the
@@ -356,17 +356,15 @@ class DatagramTransport:
         self._reactor.remove_writer(self._sock)
         self._schedule_connection_lost(exc)
 
-    def _report(self, exc: BaseException, method: str) -> None:
+    def _report(self, exc: BaseException, method: str, consequence: str = "") -> None:
         self._reactor.call_exception_handler({
-            "message": f"protocol.{method}() raised",
+            "message": f"protocol.{method}() raised{consequence}",
             "exception": exc, "transport": self, "protocol": self._protocol})
 
     def _protocol_error(self, exc: BaseException, method: str) -> None:
         """A lifecycle or flow-control callback raised: the endpoint's state is
         unknown, so close it (per-datagram callbacks only ``_report``)."""
-        self._reactor.call_exception_handler({
-            "message": f"protocol.{method}() raised; closing the endpoint",
-            "exception": exc, "transport": self, "protocol": self._protocol})
+        self._report(exc, method, "; closing the endpoint")
         self._force_close(exc)
 
     def _schedule_connection_lost(self, exc: Optional[BaseException]) -> None:
