@@ -223,7 +223,7 @@ def bench_transport_ping_pong(loop: Any, run: Callable[[], None], n: int, thread
     import socket
 
     from reactor import Protocol
-    from reactor.transports import StreamTransport
+    from reactor.streams import StreamTransport
 
     message = b"m" * 64
 

@@ -5,12 +5,16 @@ Layers, each importing only from the ones above it in this list:
 - ``handles``: a scheduled callback and its cancelled bit (the error boundary)
 - ``timers``: the timer heap, with lazy cancellation and compaction
 - ``waker``, ``signals``: how threads and signals interrupt select()
+- ``registry``: what is open on a reactor, and ``TransportHost``, the
+  contract between the loop and everything above it
 - ``loop``: ``BaseReactor``, the loop that ties them to a selector
 - ``errors``, ``buffers``, ``framing``: sans-IO pieces (no sockets inside)
 - ``protocols``: the callback classes users subclass
-- ``transports``: a connected stream socket, its buffers, its protocol
-- ``streams``: listening, accepting and connecting (TCP and Unix)
-- ``datagrams``: UDP endpoints with whole-datagram send queues
+- ``transports``: ``SocketTransport``, the lifecycle every transport shares
+- ``streams``: ``StreamTransport``, a connected TCP or Unix socket
+- ``datagrams``: ``DatagramTransport``, UDP with whole-datagram send queues
+- ``listeners``: listening and accepting (TCP and Unix)
+- ``connectors``: connecting (TCP and Unix)
 - ``network``: ``Reactor``, the loop plus its network front doors
 
 See docs/ARCHITECTURE.md for the map and one event's path through it.
@@ -20,16 +24,20 @@ from .errors import ConnectTimeout, DatagramTruncated, FrameTooLong, FramingErro
 from .datagrams import DatagramTransport
 from .framing import LengthPrefixFramer, LineFramer, NetstringFramer
 from .handles import Handle, TimerHandle
+from .connectors import Connector
+from .listeners import Listener
 from .loop import MAX_SELECT_TIMEOUT, BaseReactor
 from .network import Reactor
 from .protocols import BaseProtocol, BufferedProtocol, DatagramProtocol, LineProtocol, Protocol
-from .streams import Connector, Listener
-from .transports import StreamTransport
+from .registry import ConnectionRegistry, TransportHost
+from .streams import StreamTransport
+from .transports import SocketTransport
 
 __all__ = [
     "Reactor", "BaseReactor", "Handle", "TimerHandle", "MAX_SELECT_TIMEOUT",
     "BaseProtocol", "Protocol", "BufferedProtocol", "LineProtocol", "DatagramProtocol",
-    "StreamTransport", "DatagramTransport", "Listener", "Connector",
+    "SocketTransport", "StreamTransport", "DatagramTransport", "Listener", "Connector",
+    "ConnectionRegistry", "TransportHost",
     "LineFramer", "LengthPrefixFramer", "NetstringFramer",
     "ReactorError", "FramingError", "FrameTooLong", "WriteBufferOverflow", "ConnectTimeout",
     "DatagramTruncated",

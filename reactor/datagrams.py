@@ -37,6 +37,15 @@ of UDP payload over IPv4, 65,527 over IPv6), and
 is reported to ``error_received`` as ``DatagramTruncated``, never delivered
 cut.
 
+Addresses. ``sendto`` takes IP literals only: a host name would make every
+``sendto`` resolve it (``sock.sendto`` calls ``getaddrinfo`` inside),
+blocking the loop on /etc/hosts or on DNS for each datagram. A name is
+refused with a ``ValueError`` that says to resolve it first
+(``socket.getaddrinfo`` once, at start, or off the loop). ``open_udp``
+resolves its own addresses once, as it creates the socket.
+
+Lifecycle, reading on and off, water marks: ``transports.SocketTransport``.
+
 Errors in callbacks. An exception from ``datagram_received`` or
 ``error_received`` concerns one datagram: it goes to the exception handler
 and the endpoint reads on, so one malformed datagram from one peer cannot
@@ -51,19 +60,20 @@ import errno
 import logging
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Callable, Optional
 
 from .buffers import BytesLike
-from .debug import observe_io
 from .errors import DatagramTruncated
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .network import Reactor
+from .protocols import DatagramProtocol
+from .registry import TransportHost
+from .transports import SocketTransport, State
 
 __all__ = ["DatagramTransport", "open_udp", "MAX_DATAGRAMS_PER_EVENT", "MAX_UDP_PAYLOAD",
            "MAX_UDP6_PAYLOAD", "DEFAULT_MAX_QUEUE_SIZE"]
 
 logger = logging.getLogger("reactor")
+
+_CLOSING, _LOST = State.CLOSING, State.LOST
 
 # The largest UDP payload over IPv4: 65,535 - 20 (IP header) - 8 (UDP header).
 MAX_UDP_PAYLOAD = 65_507
@@ -73,70 +83,59 @@ MAX_UDP6_PAYLOAD = 65_527
 # Datagrams read per readiness event: a batch amortises the select() call,
 # the bound keeps a flooded socket from monopolising the loop.
 MAX_DATAGRAMS_PER_EVENT = 32
-DEFAULT_HIGH_WATER = 64 * 1024  # asyncio's default
 DEFAULT_MAX_QUEUE_SIZE = 1024 * 1024
 _QUEUE_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR)
+_INET_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
-class DatagramTransport:
+class DatagramTransport(SocketTransport):
     """A UDP socket driven by the reactor, with asyncio's DatagramTransport API."""
 
-    def __init__(self, reactor: "Reactor", sock: socket.socket, protocol: Any, *,
+    __slots__ = ("_remote", "_bufsize", "_recv_view", "_recv_views", "_queue", "_queued_bytes",
+                 "_max_queue", "_checked_addr", "datagrams_received", "datagrams_sent",
+                 "datagrams_dropped")
+
+    _protocol: Any
+
+    def __init__(self, reactor: TransportHost, sock: socket.socket, protocol: DatagramProtocol, *,
                  remote: Any = None, max_datagram_size: Optional[int] = None,
                  max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE) -> None:
-        sock.setblocking(False)
         if max_datagram_size is None:  # the largest datagram the family can carry
             max_datagram_size = MAX_UDP6_PAYLOAD if sock.family == socket.AF_INET6 else MAX_UDP_PAYLOAD
-        self._reactor = reactor
-        self._sock = sock
-        self._fileno = sock.fileno()
-        self._protocol = protocol
         self._remote = remote  # the peer's sockaddr when connected
         self._bufsize = max_datagram_size + 1  # one spare byte: see MSG_TRUNC
         self._recv_view = memoryview(bytearray(self._bufsize))
         self._recv_views = [self._recv_view]
-        self._extra: dict[str, Any] = {"socket": sock, "sockname": sock.getsockname(),
-                                       "peername": remote}
         self._queue: deque[tuple[bytes, Any]] = deque()
         self._queued_bytes = 0
-        self._high_water = DEFAULT_HIGH_WATER
-        self._low_water = DEFAULT_HIGH_WATER // 4
         self._max_queue = max_queue_size
-        self._writing_paused = False
-        self._reading_paused = False
-        self._closing = False
-        self._lost = False
-        self._finished = False
-        self._lost_exc: Optional[BaseException] = None
+        self._checked_addr: Any = None  # the last address sendto() found to be a literal
         # Statistics.
         self.datagrams_received = 0
         self.datagrams_sent = 0
         self.datagrams_dropped = 0
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        reactor._connection_opened(self)
-        reactor.call_soon(self._start)
+        super().__init__(reactor, sock, protocol, peername=remote,
+                         extra={"sockname": sock.getsockname()})
 
-    def __repr__(self) -> str:
-        state = "closed" if self._lost else "closing" if self._closing else "open"
-        return (f"<DatagramTransport fd={self._fileno} {state} "
-                f"queued={len(self._queue)}/{self._queued_bytes}B>")
+    def _describe(self) -> str:
+        return f"queued={len(self._queue)}/{self._queued_bytes}B"
 
-    def _start(self) -> None:
-        try:
-            self._protocol.connection_made(self)
-        except Exception as exc:
-            self._protocol_error(exc, "connection_made")
-            return
-        if not self._closing and not self._reading_paused:
-            self._reactor.add_reader(self._sock, self._on_readable)
+    # -- the lifecycle's hooks -------------------------------------------------
+
+    def _reader(self) -> Callable[[], None]:
+        return self._on_readable
+
+    def _clear_write_buffer(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
 
     # -- sending -----------------------------------------------------------
 
     def sendto(self, data: BytesLike, addr: Any = None) -> None:
         """Send one datagram, now or queued whole; never blocks, never splits.
 
-        On a connected endpoint *addr* must be None or the remote address.
+        On a connected endpoint *addr* must be None or the remote address;
+        otherwise an IP literal (see the module docstring on names).
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
@@ -147,7 +146,10 @@ class DatagramTransport:
             addr = None
         elif addr is None:
             raise ValueError("sendto() needs an address on an unconnected endpoint")
-        if self._closing:
+        elif addr != self._checked_addr:
+            _check_literal(addr, self._sock.family)
+            self._checked_addr = addr
+        if self._state >= _CLOSING:
             return  # like a datagram lost in the network; close() was explicit
         if not self._queue:
             try:
@@ -161,6 +163,8 @@ class DatagramTransport:
         self._enqueue(bytes(data), addr)
 
     def _send(self, data: BytesLike, addr: Any) -> None:
+        """One sendto; OSError if the kernel refused it. Returns early if the
+        protocol aborted us from ``error_received``."""
         if addr is None:
             try:
                 n = self._sock.send(data)
@@ -171,7 +175,7 @@ class DatagramTransport:
                 # it. This datagram deserves its own attempt, or a peer that
                 # comes back would silently miss it.
                 self._error_received(exc)
-                if self._closing:
+                if self._state >= _LOST:
                     return
                 n = self._sock.send(data)
         else:
@@ -179,8 +183,8 @@ class DatagramTransport:
         self.datagrams_sent += 1
         self.bytes_sent += n
         reactor = self._reactor
-        if reactor._watch_io:
-            observe_io(self, False, data, n)
+        if reactor.watch_io:
+            reactor.observe_io(self, False, data, n)
 
     def _enqueue(self, data: bytes, addr: Any) -> None:
         if self._queued_bytes + len(data) > self._max_queue:
@@ -193,12 +197,7 @@ class DatagramTransport:
             return
         self._queue.append((data, addr))
         self._queued_bytes += len(data)
-        if self._queued_bytes > self._high_water and not self._writing_paused:
-            self._writing_paused = True
-            try:
-                self._protocol.pause_writing()
-            except Exception as exc:
-                self._protocol_error(exc, "pause_writing")
+        self._maybe_pause_protocol()
 
     def _on_writable(self) -> None:
         queue = self._queue
@@ -214,22 +213,19 @@ class DatagramTransport:
                 queue.popleft()
                 self._queued_bytes -= len(data)
                 self._error_received(exc)
-                if self._lost:
+                if self._state >= _LOST:
                     return
                 continue
+            if self._state >= _LOST:
+                return  # aborted from error_received inside _send: the queue is gone
             queue.popleft()
             self._queued_bytes -= len(data)
-        if self._writing_paused and self._queued_bytes <= self._low_water:
-            self._writing_paused = False
-            try:
-                self._protocol.resume_writing()
-            except Exception as exc:
-                self._protocol_error(exc, "resume_writing")
-                return
+        if not self._maybe_resume_protocol():
+            return
         if not queue:
             self._reactor.remove_writer(self._sock)
-            if self._closing:
-                self._schedule_connection_lost(None)  # a no-op if already scheduled
+            if self._state is _CLOSING:
+                self._schedule_connection_lost(None)
 
     # -- receiving ---------------------------------------------------------
 
@@ -251,22 +247,22 @@ class DatagramTransport:
                 self._error_received(DatagramTruncated(
                     f"a datagram from {addr!r} was larger than {self._bufsize - 1} bytes "
                     "and was discarded"))
-                if self._reading_paused or self._closing:
+                if self._reading_paused or self._state >= _CLOSING:
                     return
                 continue
             data = self._recv_view[:n].tobytes()
             self.datagrams_received += 1
             self.bytes_received += n
             reactor = self._reactor
-            if reactor._watch_io:
-                observe_io(self, True, data, n)
+            if reactor.watch_io:
+                reactor.observe_io(self, True, data, n)
             try:
                 protocol.datagram_received(data, addr)
             except Exception as exc:
                 # One bad datagram (from any peer) must not close the
                 # endpoint for every peer: report it and read on.
                 self._report(exc, "datagram_received")
-            if self._reading_paused or self._closing:
+            if self._reading_paused or self._state >= _CLOSING:
                 return
 
     def _error_received(self, exc: Exception) -> None:
@@ -274,21 +270,6 @@ class DatagramTransport:
             self._protocol.error_received(exc)
         except Exception as error:
             self._report(error, "error_received")
-
-    def pause_reading(self) -> None:
-        if self._closing or self._reading_paused:
-            return
-        self._reading_paused = True
-        self._reactor.remove_reader(self._sock)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._reading_paused:
-            return
-        self._reading_paused = False
-        self._reactor.add_reader(self._sock, self._on_readable)
-
-    def is_reading(self) -> bool:
-        return not (self._reading_paused or self._closing)
 
     # -- flow control and introspection --------------------------------------
 
@@ -300,108 +281,24 @@ class DatagramTransport:
         """Datagrams queued."""
         return len(self._queue)
 
-    def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
-        """Water marks for pause_writing/resume_writing, as for stream transports."""
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water, self._low_water = high, low
-        try:
-            if self._queued_bytes > high and not self._writing_paused:
-                self._writing_paused = True
-                self._protocol.pause_writing()
-            elif self._writing_paused and self._queued_bytes <= low:
-                self._writing_paused = False
-                self._protocol.resume_writing()
-        except Exception as exc:
-            self._protocol_error(exc, "pause_writing" if self._writing_paused else "resume_writing")
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._low_water, self._high_water
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._extra.get(name, default)
-
-    def get_protocol(self) -> Any:
-        return self._protocol
-
-    # -- closing -----------------------------------------------------------
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        """Stop reading, send what is queued, then close. Idempotent."""
-        if self._closing:
-            return
-        self._closing = True
-        self._reactor.remove_reader(self._sock)
-        if not self._queue:
-            self._schedule_connection_lost(None)
-
-    def abort(self) -> None:
-        """Close now, dropping the queue. Idempotent."""
-        self._force_close(None)
-
-    def _force_close(self, exc: Optional[BaseException]) -> None:
-        if self._lost:
-            return
-        self._closing = True
-        self._queue.clear()
-        self._queued_bytes = 0
-        self._reactor.remove_reader(self._sock)
-        self._reactor.remove_writer(self._sock)
-        self._schedule_connection_lost(exc)
-
-    def _report(self, exc: BaseException, method: str, consequence: str = "") -> None:
-        self._reactor.call_exception_handler({
-            "message": f"protocol.{method}() raised{consequence}",
-            "exception": exc, "transport": self, "protocol": self._protocol})
-
     def _protocol_error(self, exc: BaseException, method: str) -> None:
         """A lifecycle or flow-control callback raised: the endpoint's state is
         unknown, so close it (per-datagram callbacks only ``_report``)."""
         self._report(exc, method, "; closing the endpoint")
         self._force_close(exc)
 
-    def _schedule_connection_lost(self, exc: Optional[BaseException]) -> None:
-        if self._lost:
-            return
-        self._lost = True
-        self._lost_exc = exc
-        self._reactor.call_soon(self._call_connection_lost, exc)
 
-    def _shutdown(self) -> None:
-        if self._finished:
-            return
-        self._reactor.remove_reader(self._sock)
-        self._reactor.remove_writer(self._sock)
-        self._closing = self._lost = True
-        self._queue.clear()
-        self._queued_bytes = 0
-        self._call_connection_lost(self._lost_exc)
-
-    def _call_connection_lost(self, exc: Optional[BaseException]) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        try:
-            self._protocol.connection_lost(exc)
-        except Exception as error:
-            self._reactor.call_exception_handler({
-                "message": "protocol.connection_lost() raised",
-                "exception": error, "transport": self, "protocol": self._protocol})
-        finally:
-            # Out of the selector before the fd is closed, whatever path led
-            # here: a registered, closed fd breaks select() (EBADF) or, once
-            # the number is reused, the next endpoint's registration.
-            self._reactor.remove_reader(self._sock)
-            self._reactor.remove_writer(self._sock)
-            self._sock.close()
-            self._reactor._connection_closed(self, exc)
+def _check_literal(addr: Any, family: int) -> None:
+    """Refuse a host name where an IP literal is needed (see the module docstring)."""
+    if family not in _INET_FAMILIES:
+        return
+    if not (isinstance(addr, tuple) and len(addr) >= 2 and isinstance(addr[0], str)):
+        raise TypeError(f"an address (host, port) was expected, got {addr!r}")
+    host = addr[0]
+    if host in ("", "<broadcast>") or _packed_host(host.partition("%")[0]) is not None:
+        return
+    raise ValueError(f"sendto() needs an IP address, not the name {host!r}: resolve it first "
+                     "(socket.getaddrinfo, once), since resolving here would block the loop")
 
 
 def _same_address(a: Any, b: Any) -> bool:
@@ -409,20 +306,21 @@ def _same_address(a: Any, b: Any) -> bool:
     "0:0:0:0:0:0:0:1"); names are not resolved (that would block), so
     "localhost" is not "127.0.0.1" here, as in asyncio."""
     if isinstance(a, tuple) and isinstance(b, tuple):
-        return a[1] == b[1] and _packed_host(a[0]) == _packed_host(b[0])
+        return a[1] == b[1] and (_packed_host(a[0]) or a[0]) == (_packed_host(b[0]) or b[0])
     return a == b
 
 
-def _packed_host(host: Any) -> Any:
+def _packed_host(host: Any) -> Optional[bytes]:
+    """The address as bytes if *host* is an IPv4 or IPv6 literal, else None."""
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             return socket.inet_pton(family, host)
         except (OSError, TypeError, ValueError):
             pass
-    return host
+    return None
 
 
-def open_udp(reactor: "Reactor", factory: Any, local_addr: Any = None, remote_addr: Any = None, *,
+def open_udp(reactor: TransportHost, factory: Callable[[], DatagramProtocol], local_addr: Any = None, remote_addr: Any = None, *,
              family: int = 0, reuse_port: bool = False, allow_broadcast: bool = False,
              max_datagram_size: Optional[int] = None,
              max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE) -> DatagramTransport:
@@ -432,12 +330,14 @@ def open_udp(reactor: "Reactor", factory: Any, local_addr: Any = None, remote_ad
         raise ValueError("open_udp() needs local_addr, remote_addr or family")
     if (max_datagram_size is not None and max_datagram_size < 1) or max_queue_size < 0:
         raise ValueError("max_datagram_size must be >= 1 and max_queue_size >= 0")
-    local = remote = None
+    local: Any = None
+    remote: Any = None
     if remote_addr is not None:
-        infos = socket.getaddrinfo(*remote_addr[:2], family, socket.SOCK_DGRAM)
+        infos = socket.getaddrinfo(remote_addr[0], remote_addr[1], family, socket.SOCK_DGRAM)
         family, _, _, _, remote = infos[0]
     if local_addr is not None:
-        infos = socket.getaddrinfo(*local_addr[:2], family, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(local_addr[0], local_addr[1], family, socket.SOCK_DGRAM, 0,
+                                   socket.AI_PASSIVE)
         family, _, _, _, local = infos[0]
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:

@@ -30,7 +30,7 @@ from typing import Any
 
 from .instruments import Instrument
 
-__all__ = ["SlowCallbackWarner", "DEFAULT_SLOW_CALLBACK", "debug_setting", "observe_io"]
+__all__ = ["SlowCallbackWarner", "DEFAULT_SLOW_CALLBACK", "debug_setting", "log_traffic"]
 
 logger = logging.getLogger("reactor")
 traffic_logger = logging.getLogger("reactor.traffic")
@@ -76,23 +76,14 @@ class SlowCallbackWarner(Instrument):
                        handle, blame, elapsed, self.reactor.slow_callback_duration, where.rstrip())
 
 
-def observe_io(transport: Any, received: bool, data: Any, n: int) -> None:
-    """Tell the traffic log and the ``bytes_*`` instrument hooks about one read or send.
+def log_traffic(transport: Any, received: bool, data: Any, n: int) -> None:
+    """One read or send on the ``reactor.traffic`` logger (``BaseReactor.observe_io`` calls this).
 
-    Transports call this only when ``reactor._watch_io`` is set (traffic
-    logging, or an instrument with a ``bytes_*`` hook), so the plain path
-    pays one test per I/O call.
     *data* holds (at least the start of) the *n* bytes; ``n == 0`` on a read
-    is end of file.
+    is end of file. A transport that carries another layer (TLS) says which
+    bytes these are in its repr.
     """
-    reactor = transport._reactor
-    if reactor._log_traffic:
-        shown = bytes(memoryview(data).cast("B")[:min(n, 64)])
-        traffic_logger.debug("%r %s %d bytes%s %r%s", transport, "received" if received else "sent",
-                             n, " (EOF)" if received and not n else "", shown,
-                             "..." if n > 64 else "")
-    instruments = reactor._instruments
-    if instruments is not None:
-        hook = instruments.bytes_received if received else instruments.bytes_sent
-        if hook is not None:
-            hook(transport, n)
+    shown = bytes(memoryview(data).cast("B")[:min(n, 64)])
+    traffic_logger.debug("%r %s %d bytes%s %r%s", transport, "received" if received else "sent",
+                         n, " (EOF)" if received and not n else "", shown,
+                         "..." if n > 64 else "")

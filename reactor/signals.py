@@ -20,13 +20,22 @@ reactor. The reactor borrows them: it remembers what was installed before and
 puts it back when the last handler is removed or the reactor is closed.
 ``signal`` only works in the main thread; we say so plainly instead of letting
 a ValueError from deep inside escape.
+
+Closing from another thread. ``close()`` may run on any thread, but only the
+main thread may put signal state back. So a reactor closed elsewhere
+*orphans* its handlers (``orphan()``): the waker stays open (the process's
+wakeup fd must never name a freed descriptor, or a signal would write into
+whatever file reuses the number), and the state is put back by the first of
+(a) ``remove_signal_handler()`` from the main thread, or (b) the next signal
+the orphaned handlers catch, which then goes on to what was installed
+before (SIGINT raises ``KeyboardInterrupt`` again). Then the waker closes.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from .handles import Handle
@@ -34,20 +43,38 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SignalHandlers"]
 
 
-def _wake_only(signum: int, frame: Any) -> None:
-    """The Python-level handler: the wakeup-fd byte does the real work."""
-
-
 class SignalHandlers:
     """The signal callbacks of one reactor, and the process state it borrowed."""
 
-    __slots__ = ("_wakeup_fd", "_handlers", "_previous", "_previous_wakeup_fd")
+    __slots__ = ("_wakeup_fd", "_handlers", "_previous", "_previous_wakeup_fd", "_orphaned")
 
     def __init__(self, wakeup_fd: int) -> None:
         self._wakeup_fd = wakeup_fd
         self._handlers: dict[int, Handle] = {}
         self._previous: dict[int, Any] = {}  # signal -> disposition before us
         self._previous_wakeup_fd: int | None = None  # None: not installed
+        # Set by orphan(): called once everything is restored (closes the waker).
+        self._orphaned: Optional[Callable[[], None]] = None
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """The Python-level handler: the wakeup-fd byte does the real work.
+
+        Orphaned (the reactor closed from another thread), it restores the
+        process's state (this runs in the main thread) and hands the signal
+        to what was there before us.
+        """
+        if self._orphaned is None or signum not in self._handlers:
+            return
+        previous = self._previous.get(signum)
+        self.restore_all()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous in (None, signal.SIG_DFL):
+            signal.raise_signal(signum)  # the default action, now restored
+
+    def orphan(self, on_restored: Callable[[], None]) -> None:
+        """The reactor closed off the main thread: restore later (module docstring)."""
+        self._orphaned = on_restored
 
     def __len__(self) -> int:
         return len(self._handlers)
@@ -63,7 +90,7 @@ class SignalHandlers:
             self._previous_wakeup_fd = signal.set_wakeup_fd(self._wakeup_fd)
         previous = signal.getsignal(sig)
         try:
-            signal.signal(sig, _wake_only)
+            signal.signal(sig, self._on_signal)
         except OSError as exc:  # SIGKILL, SIGSTOP
             if not self._handlers:
                 self._restore_wakeup_fd()
@@ -90,6 +117,9 @@ class SignalHandlers:
         signal.signal(sig, signal.SIG_DFL if previous is None else previous)
         if not self._handlers:
             self._restore_wakeup_fd()
+            on_restored, self._orphaned = self._orphaned, None
+            if on_restored is not None:
+                on_restored()
         return True
 
     def restore_all(self) -> None:

@@ -89,7 +89,7 @@ def before_each_wait(reactor: Reactor, before: Callable[[float | None], None]) -
 @pytest.fixture(autouse=True)
 def _the_shared_empty_send_buffer_stays_empty() -> Iterator[None]:
     """Every idle transport shares one empty SendBuffer: nothing may ever land in it."""
-    from reactor import transports
+    from reactor import streams as transports
 
     yield
     assert transports._NO_BUFFER.nbytes == 0 and transports._NO_BUFFER._chunks is None

@@ -188,7 +188,7 @@ def test_transport_delivers_all_writes_in_order_whatever_the_socket_takes(writes
 
     protocol = Writer()
     with Reactor() as reactor, sock:
-        from reactor.transports import StreamTransport
+        from reactor.streams import StreamTransport
         transport = StreamTransport(reactor, sock, protocol)
         transport.set_write_buffer_limits(high=8000, low=2000)
         reactor.run_once(0)  # connection_made
@@ -220,7 +220,7 @@ def test_transport_delivers_all_writes_in_order_whatever_the_socket_takes(writes
 def test_writelines_on_an_idle_connection_is_one_vectored_send():
     sock = FlakySocket([])
     with Reactor() as reactor, sock:
-        from reactor.transports import StreamTransport
+        from reactor.streams import StreamTransport
         transport = StreamTransport(reactor, sock, Protocol())
         reactor.run_once(0)
         lines = [b"line %d\r\n" % i for i in range(50)] + [b"x" * (4 * COALESCE_LIMIT)]
@@ -251,7 +251,7 @@ def test_close_from_resume_writing_takes_the_socket_out_of_the_selector():
             events.append(("lost", exc))
 
     with Reactor() as reactor, sock:
-        from reactor.transports import StreamTransport
+        from reactor.streams import StreamTransport
         transport = StreamTransport(reactor, sock, Closer())
         transport.set_write_buffer_limits(high=10, low=0)
         reactor.run_once(0)
