@@ -25,9 +25,8 @@ import socket
 from typing import Any, Callable, Optional
 
 from .errors import ConnectTimeout
-from .listeners import PathLike, ProtocolFactory, _check_factory
 from .registry import TransportHost
-from .streams import StreamTransport
+from .streams import PathLike, ProtocolFactory, StreamTransport, check_factory
 
 __all__ = ["Connector", "connect_tcp", "connect_unix"]
 
@@ -199,7 +198,7 @@ def _fmt(sockaddr: Any) -> str:
 def connect_tcp(reactor: TransportHost, factory: ProtocolFactory, host: str, port: int, *,
                 timeout: Optional[float] = None, local_addr: Any = None, family: int = 0,
                 nodelay: bool = True) -> Connector:
-    _check_factory(factory)
+    check_factory(factory)
     description = _fmt((host, port))
     try:
         infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
@@ -214,8 +213,8 @@ def connect_tcp(reactor: TransportHost, factory: ProtocolFactory, host: str, por
 
 def connect_unix(reactor: TransportHost, factory: ProtocolFactory, path: PathLike, *,
                  timeout: Optional[float] = None) -> Connector:
-    _check_factory(factory)
-    addresses = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, os.fspath(path))]
+    check_factory(factory)
+    addresses: list[tuple[int, int, int, Any]] = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, os.fspath(path))]
     connector = Connector(reactor, factory, addresses, repr(os.fspath(path)), timeout, False, None)
     connector._try_next()
     return connector

@@ -306,8 +306,8 @@ def _same_address(a: Any, b: Any) -> bool:
     "0:0:0:0:0:0:0:1"); names are not resolved (that would block), so
     "localhost" is not "127.0.0.1" here, as in asyncio."""
     if isinstance(a, tuple) and isinstance(b, tuple):
-        return a[1] == b[1] and (_packed_host(a[0]) or a[0]) == (_packed_host(b[0]) or b[0])
-    return a == b
+        return bool(a[1] == b[1] and (_packed_host(a[0]) or a[0]) == (_packed_host(b[0]) or b[0]))
+    return bool(a == b)
 
 
 def _packed_host(host: Any) -> Optional[bytes]:

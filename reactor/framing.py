@@ -34,7 +34,7 @@ bound holds for a framer that is drained, not for one that is only fed.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from .buffers import BytesLike
 from .errors import FrameTooLong, FramingError
@@ -153,14 +153,14 @@ class LengthPrefixFramer(Framer):
     """
 
     def __init__(self, max_length: int = DEFAULT_MAX_FRAME, header_size: int = 4,
-                 byteorder: str = "big") -> None:
+                 byteorder: Literal["big", "little"] = "big") -> None:
         super().__init__(max_length)
         if header_size not in (1, 2, 4, 8):
             raise ValueError(f"header_size must be 1, 2, 4 or 8, got {header_size}")
         if byteorder not in ("big", "little"):
             raise ValueError(f"byteorder must be 'big' or 'little', got {byteorder!r}")
         self.header_size = header_size
-        self.byteorder = byteorder
+        self.byteorder: Literal["big", "little"] = byteorder
         self._skip = 0  # payload bytes of an over-long frame still to drop
 
     def next_frame(self) -> Optional[bytes]:

@@ -22,12 +22,26 @@ from __future__ import annotations
 
 import functools
 import reprlib
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover - import for type hints only
-    from .loop import BaseReactor as Reactor
 
-__all__ = ["Handle", "TimerHandle", "describe_callback"]
+class _CancelCounter(Protocol):
+    def note_cancelled(self) -> None: ...
+
+
+class HandleOwner(Protocol):
+    """What a handle needs of its reactor: where to report, and whose heap it is in.
+
+    Structural, so that this bottom layer imports nothing above it
+    (``loop.BaseReactor`` is one).
+    """
+
+    @property
+    def _timers(self) -> _CancelCounter: ...
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None: ...
+
+__all__ = ["Handle", "TimerHandle", "HandleOwner", "describe_callback"]
 
 
 def _callback_name(callback: Any) -> str:
@@ -36,7 +50,7 @@ def _callback_name(callback: Any) -> str:
     return getattr(callback, "__qualname__", None) or type(callback).__name__
 
 
-def describe_callback(callback: Callable[..., Any], args: tuple = ()) -> str:
+def describe_callback(callback: Callable[..., Any], args: tuple[Any, ...] = ()) -> str:
     """Render ``callback(args)`` the way a person would write the call."""
     if isinstance(callback, functools.partial):
         args = callback.args + args
@@ -50,7 +64,7 @@ class Handle:
 
     __slots__ = ("_callback", "_args", "_cancelled", "_reactor", "_repr", "__weakref__")
 
-    def __init__(self, callback: Callable[..., Any], args: tuple, reactor: Reactor) -> None:
+    def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...], reactor: HandleOwner) -> None:
         self._callback = callback
         self._args = args
         self._cancelled = False
@@ -108,7 +122,7 @@ class TimerHandle(Handle):
     __slots__ = ("_when", "_scheduled")
 
     def __init__(
-        self, when: float, callback: Callable[..., Any], args: tuple, reactor: Reactor
+        self, when: float, callback: Callable[..., Any], args: tuple[Any, ...], reactor: HandleOwner
     ) -> None:
         # Handle.__init__, inlined: call_later is hot.
         self._callback = callback

@@ -52,14 +52,13 @@ import os
 import socket
 import stat
 import sys
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence
 
-from .protocols import BufferedProtocol, Protocol
 from .registry import TransportHost
-from .streams import StreamTransport
+from .streams import PathLike, ProtocolFactory, StreamTransport, check_factory
 
 __all__ = ["Listener", "listen_tcp", "listen_unix", "ACCEPT_BATCH", "ACCEPT_RETRY_DELAY",
-           "DEFAULT_BACKLOG", "ProtocolFactory", "PathLike"]
+           "DEFAULT_BACKLOG"]
 
 logger = logging.getLogger("reactor")
 
@@ -75,8 +74,6 @@ _FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 # refused it (EPERM, as PermissionError). Skip the peer and go on.
 _SKIP_PEER = (ConnectionAbortedError, PermissionError)
 
-ProtocolFactory = Callable[[], Union[Protocol, BufferedProtocol]]
-PathLike = Union[str, bytes, "os.PathLike[str]"]
 
 
 def _reserve_fd() -> Optional[int]:
@@ -113,7 +110,7 @@ class Listener:
         self._factory = factory
         self._max_connections = max_connections
         self._nodelay = nodelay
-        self._unix_path = unix_path
+        self._unix_path: Any = unix_path
         self._unix_inode: Optional[tuple[int, int]] = None
         self._transport_setup = transport_setup
         self._open = 0  # connections accepted here and not yet lost
@@ -167,7 +164,7 @@ class Listener:
         if self._unix_inode is not None:
             # Remove the socket file only if it is still ours.
             try:
-                st = os.stat(self._unix_path)
+                st = os.stat(self._unix_path)  # (set whenever _unix_inode is)
                 if (st.st_dev, st.st_ino) == self._unix_inode:
                     os.unlink(self._unix_path)
             except OSError:
@@ -328,7 +325,7 @@ def _bind_tcp(host: Optional[str], port: int, backlog: int, reuse_port: bool) ->
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if port == 0 and bound_port is not None:
                 # One port for every family, not one random port each.
-                sockaddr = (sockaddr[0], bound_port) + tuple(sockaddr[2:])
+                sockaddr = (sockaddr[0], bound_port, *sockaddr[2:])
             try:
                 sock.bind(sockaddr)
             except OSError as exc:
@@ -352,7 +349,7 @@ def listen_tcp(reactor: TransportHost, factory: ProtocolFactory, host: Optional[
                port: int = 0, *, backlog: int = DEFAULT_BACKLOG, reuse_port: bool = False,
                max_connections: Optional[int] = None, nodelay: bool = True,
                transport_setup: Optional[Callable[[StreamTransport], None]] = None) -> Listener:
-    _check_factory(factory)
+    check_factory(factory)
     socks = _bind_tcp(host, port, backlog, reuse_port)
     try:
         return Listener(reactor, socks, factory, max_connections=max_connections, nodelay=nodelay,
@@ -366,7 +363,7 @@ def listen_tcp(reactor: TransportHost, factory: ProtocolFactory, host: Optional[
 def listen_unix(reactor: TransportHost, factory: ProtocolFactory, path: PathLike, *,
                 backlog: int = DEFAULT_BACKLOG, max_connections: Optional[int] = None,
                 transport_setup: Optional[Callable[[StreamTransport], None]] = None) -> Listener:
-    _check_factory(factory)
+    check_factory(factory)
     if not _is_abstract(path):
         # A socket file left by a dead server would make bind() fail; remove
         # it (asyncio does the same). Anything that is not a socket is kept.
@@ -385,8 +382,3 @@ def listen_unix(reactor: TransportHost, factory: ProtocolFactory, path: PathLike
     except BaseException:
         sock.close()
         raise
-
-
-def _check_factory(factory: Any) -> None:
-    if not callable(factory):
-        raise TypeError(f"a protocol factory must be callable, got {factory!r}")

@@ -402,7 +402,7 @@ class BaseReactor:
         before = len(ready)
         self._timers.pop_due(self._clock(), ready)
         for handle in list(islice(ready, before, None)):
-            instruments.timer_fired(handle)  # type: ignore[arg-type]
+            instruments.timer_fired(handle)
 
     def _run_ready(self, instruments: Optional[InstrumentSet]) -> None:
         """Step 5: only what is queued now; work these callbacks schedule waits for the next select()."""
@@ -784,7 +784,7 @@ def _fast_poll(selector: selectors.BaseSelector) -> tuple[Any, float, int, int, 
     seconds, poll milliseconds; both round up to their resolution, so a
     timer is never polled for early.
     """
-    inner = getattr(selector, "_selector", None)
+    inner: Any = getattr(selector, "_selector", None)
     fd_to_key = getattr(selector, "_fd_to_key", None)
     if hasattr(inner, "poll") and isinstance(fd_to_key, dict):
         if type(selector) is getattr(selectors, "EpollSelector", None):

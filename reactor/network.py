@@ -15,10 +15,10 @@ from typing import Any, Callable, Optional
 from . import connectors, datagrams, listeners
 from .connectors import Connector
 from .datagrams import DatagramTransport
-from .listeners import Listener, PathLike, ProtocolFactory
+from .listeners import Listener
 from .loop import BaseReactor
 from .protocols import DatagramProtocol
-from .streams import StreamTransport
+from .streams import PathLike, ProtocolFactory, StreamTransport
 
 __all__ = ["Reactor"]
 

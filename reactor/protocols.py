@@ -31,15 +31,30 @@ loop carry on.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol as _Structural
 
 from .errors import FramingError, FrameTooLong
 from .framing import DEFAULT_MAX_LINE, LineFramer
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .transports import StreamTransport
 
-__all__ = ["BaseProtocol", "Protocol", "BufferedProtocol", "LineProtocol", "DatagramProtocol"]
+__all__ = ["BaseProtocol", "Protocol", "BufferedProtocol", "LineProtocol", "DatagramProtocol",
+           "WriteTransport"]
+
+
+class WriteTransport(_Structural):
+    """What a stream protocol may call on its transport (``streams.StreamTransport`` is one).
+
+    Structural, so that this layer needs nothing from the transports above
+    it, and a test may hand a protocol any object with these methods.
+    """
+
+    def write(self, data: Any) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def is_closing(self) -> bool: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
 
 class BaseProtocol:
@@ -106,7 +121,7 @@ class LineProtocol(Protocol):
     """
 
     max_line_length: int = DEFAULT_MAX_LINE
-    transport: Optional["StreamTransport"] = None
+    transport: Optional[WriteTransport] = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 from .buffers import BytesLike, SendBuffer
 from .errors import WriteBufferOverflow
@@ -47,7 +47,7 @@ from .protocols import BufferedProtocol, Protocol
 from .registry import TransportHost
 from .transports import SocketTransport, State
 
-__all__ = ["StreamTransport", "MAX_READ_SIZE", "IOV_MAX"]
+__all__ = ["StreamTransport", "MAX_READ_SIZE", "IOV_MAX", "ProtocolFactory", "PathLike", "check_factory"]
 
 logger = logging.getLogger("reactor")
 
@@ -75,6 +75,14 @@ except (AttributeError, ValueError, OSError):  # pragma: no cover
     IOV_MAX = 16
 
 StreamProtocol = Union[Protocol, BufferedProtocol]
+ProtocolFactory = Callable[[], StreamProtocol]
+PathLike = Union[str, bytes, "os.PathLike[str]"]
+
+
+def check_factory(factory: Any) -> None:
+    """Refuse a non-callable factory at once, not at the first connection."""
+    if not callable(factory):
+        raise TypeError(f"a protocol factory must be callable, got {factory!r}")
 
 
 def _nbytes(data: Any) -> int:
