@@ -165,6 +165,8 @@ class SocketTransport:
             self._protocol_error(exc, "connection_made")
             return
         self._start_reading()
+        if self._state < _LOST:
+            self._maybe_pause_protocol()  # written past high water before connection_made
 
     def _start_reading(self) -> None:
         if self._state is _OPEN and not self._reading_paused and self._wants_reader():
@@ -278,8 +280,13 @@ class SocketTransport:
     # -- flow control ----------------------------------------------------------
 
     def _maybe_pause_protocol(self) -> None:
-        """Past the high-water mark: pause_writing(), once per crossing."""
-        if not self._writing_paused and self.get_write_buffer_size() > self._high_water:
+        """Past the high-water mark: pause_writing(), once per crossing.
+
+        Never before ``connection_made`` (the creator may write first, from
+        ``transport_setup``): ``_start`` looks again once the protocol is made.
+        """
+        if (not self._writing_paused and self._made
+                and self.get_write_buffer_size() > self._high_water):
             self._writing_paused = True
             try:
                 self._protocol.pause_writing()

@@ -483,3 +483,24 @@ def test_monitor_caps_consoles_commands_per_read_and_output(reactor, monkeypatch
         listener.close()
         listener.close_connections()
         pump(reactor, 5)
+
+
+# -- found by the lifecycle state machine: pause_writing before connection_made ------------
+
+def test_writing_past_high_water_before_connection_made_pauses_only_after_it(reactor):
+    server = Recorder()
+
+    def setup(transport):
+        transport.set_write_buffer_limits(high=1024)
+        transport.write(b"x" * (4 << 20))  # more than the kernel takes at once
+
+    listener = reactor.listen_tcp(lambda: server, "127.0.0.1", 0, transport_setup=setup)
+    client = socket.create_connection(listener.address)
+    try:
+        run_until(reactor, lambda: "pause" in server.events)
+        assert server.events[:2] == ["made", "pause"]
+    finally:
+        client.close()
+        listener.close()
+        server.transport.abort()
+        run_until(reactor, lambda: server.lost)
