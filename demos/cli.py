@@ -1,8 +1,21 @@
-"""What the demos share on the command line: one-line error messages."""
+"""What the demos share on the command line: option types, one-line errors, serving.
+
+Every server demo does the same four things around its own protocol:
+validate its options (a port is 0-65535, a count is positive), bind or say
+in one line why it cannot (exit status 2, no traceback), stop on SIGINT or
+SIGTERM, and tell the user where it listens. They are written once, here.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
+import signal
+import sys
+from typing import Any, Callable, Optional, TypeVar
+
+T = TypeVar("T")
 
 
 def why(exc: OSError) -> str:
@@ -16,3 +29,73 @@ def why(exc: OSError) -> str:
     if exc.errno is not None and exc.errno > 0:
         return os.strerror(exc.errno)
     return (exc.strerror or str(exc)).partition(" (while attempting")[0]
+
+
+def _option_type(convert: Callable[[str], Any], kind: str, ok: Callable[[Any], bool],
+                 rule: str) -> Callable[[str], Any]:
+    """An argparse type: *convert* the text, then check it, with one clear line if either fails."""
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text} is out of range ({rule})")
+        return value
+    parse.__name__ = kind.split()[-1]  # what argparse names in "invalid ... value"
+    return parse
+
+
+port = _option_type(int, "a port number", lambda v: 0 <= v <= 65535, "0-65535; 0 picks a free one")
+positive_int = _option_type(int, "a whole number", lambda v: v >= 1, "at least 1")
+positive_float = _option_type(float, "a number", lambda v: v > 0, "more than 0")
+
+
+def receive_send_parser(prog: str, doc: str, receive_help: str, send_help: str
+                        ) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
+    """(parser, receive, send): the shape of the two-sided demos (file_transfer, udp_pair)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0],
+                                     epilog="Run `%(prog)s receive --help` or `%(prog)s send --help`.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{receive,send}")
+    rx = commands.add_parser("receive", help=receive_help)
+    rx.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    return parser, rx, commands.add_parser("send", help=send_help)
+
+
+def run_subcommand(parser: argparse.ArgumentParser, argv: Optional[list[str]]) -> int:
+    """Parse, set up logging, and run the chosen side (``set_defaults(run=...)``)."""
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    status: int = args.run(args)
+    return status
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def listen_or_explain(prog: str, host: str, port_number: int, start: Callable[[], T]) -> Optional[T]:
+    """``start()``, or None after one line on stderr saying why it could not listen."""
+    try:
+        return start()
+    except OSError as exc:  # the port is taken, the address is not ours, ...
+        print(f"{prog}: cannot listen on {host}:{port_number}: {why(exc)}", file=sys.stderr)
+        return None
+
+
+def serve(reactor: Any, address: Any, what: str = "") -> None:
+    """Stop on SIGINT/SIGTERM, say where we listen, run until stopped.
+
+    Signals become ordinary callbacks run by the loop, so stopping is just
+    ``reactor.stop()``: no exception unwinds through the demo's code. They
+    are installed before the address is announced, so that whoever reads
+    that line may signal us at once.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        reactor.add_signal_handler(sig, reactor.stop)
+    host, port_number = address[:2]
+    print(f"listening on {host}:{port_number}{what}", flush=True)
+    reactor.run()
+    logging.getLogger("demos").info("stopping")

@@ -28,12 +28,11 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import signal
 import sys
 from typing import Any, Optional
 
 from demos.tracing_options import add_trace_options, traced
-from demos.cli import why
+from demos import cli
 from reactor import DatagramProtocol, Protocol, Reactor
 
 PROG = "python -m demos.echo_server"  # how users run it, for --help and errors
@@ -132,35 +131,27 @@ def start(reactor: Reactor, host: str, port: int, udp: bool) -> tuple[Any, Any]:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=7007,
+    parser.add_argument("--port", type=cli.port, default=7007,
                         help="TCP and UDP port; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--no-udp", action="store_true", help="serve TCP only")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     add_trace_options(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli.setup_logging(args.verbose)
 
     with Reactor() as reactor, traced(reactor, args):
         try:
-            listener, endpoint = start(reactor, args.host, args.port, udp=not args.no_udp)
+            started = cli.listen_or_explain(PROG, args.host, args.port,
+                                            lambda: start(reactor, args.host, args.port, udp=not args.no_udp))
         except UdpBindError as exc:
-            print(f"{PROG}: cannot listen on {args.host}:{args.port} for udp: {why(exc)} "
+            print(f"{PROG}: cannot listen on {args.host}:{args.port} for udp: {cli.why(exc)} "
                   "(--no-udp serves tcp only)", file=sys.stderr)
             return 2
-        except OSError as exc:  # the port is taken, the address is not ours, ...
-            print(f"{PROG}: cannot listen on {args.host}:{args.port}: {why(exc)}", file=sys.stderr)
+        if started is None:
             return 2
-        # Signals become ordinary callbacks run by the loop: stopping is
-        # just reactor.stop(). Installed before announcing the port, so that
-        # whoever reads the line below may signal us at once.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            reactor.add_signal_handler(sig, reactor.stop)
-        host, port = listener.address[:2]
+        listener, endpoint = started
         log.info("echoing %s", "tcp only" if endpoint is None else "tcp and udp")
-        print(f"listening on {host}:{port}", flush=True)
-        reactor.run()
-        log.info("stopping")
+        cli.serve(reactor, listener.address)
         listener.close()
         # Leaving the with-block closes the reactor, which closes every
         # connection still open and the UDP endpoint.

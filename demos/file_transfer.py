@@ -55,6 +55,7 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
+from demos import cli
 from demos.cli import why
 from demos.tracing_options import add_trace_options, traced
 from reactor import BufferedProtocol, FramingError, LengthPrefixFramer, LineProtocol, Reactor
@@ -274,20 +275,13 @@ def receive(args: argparse.Namespace) -> int:
         return 2
     stats = {"ok": 0, "fail": 0}
     with Reactor() as reactor, traced(reactor, args):
-        try:
-            listener = reactor.listen_tcp(lambda: Receive(directory, stats, args.overwrite),
-                                          args.host, args.port)
-        except OSError as exc:  # the port is taken, the address is not ours, ...
-            print(f"{PROG} receive: cannot listen on {args.host}:{args.port}: {why(exc)}",
-                  file=sys.stderr)
+        listener = cli.listen_or_explain(f"{PROG} receive", args.host, args.port, lambda: reactor.listen_tcp(
+            lambda: Receive(directory, stats, args.overwrite), args.host, args.port))
+        if listener is None:
             return 2
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            reactor.add_signal_handler(sig, reactor.stop)
-        host, port = listener.address[:2]
         log.info("saving files in %s%s", directory.resolve(),
                  " (replacing any of the same name)" if args.overwrite else "")
-        print(f"listening on {host}:{port}", flush=True)
-        reactor.run()
+        cli.serve(reactor, listener.address)
         log.info("stopping: %d file(s) received, %d failed", stats["ok"], stats["fail"])
         listener.close()
     return 0
@@ -403,14 +397,8 @@ def _fmt(address: Any) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
-                                     epilog="Run `%(prog)s receive --help` or `%(prog)s send --help`.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{receive,send}")
-
-    rx = commands.add_parser("receive", help="accept files and save them")
-    rx.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    rx.add_argument("--port", type=int, default=9000,
+    parser, rx, tx = cli.receive_send_parser(PROG, __doc__, "accept files and save them", "send one file")
+    rx.add_argument("--port", type=cli.port, default=9000,
                     help="port to listen on; 0 picks a free one (default: %(default)s)")
     rx.add_argument("--dir", default=".", help="where to save files (default: the current one)")
     rx.add_argument("--overwrite", action="store_true",
@@ -418,10 +406,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_trace_options(rx)
     rx.set_defaults(run=receive)
 
-    tx = commands.add_parser("send", help="send one file")
     tx.add_argument("file", help="the file to send")
     tx.add_argument("--host", default="127.0.0.1", help="receiver address (default: %(default)s)")
-    tx.add_argument("--port", type=int, default=9000, help="receiver port (default: %(default)s)")
+    tx.add_argument("--port", type=cli.port, default=9000, help="receiver port (default: %(default)s)")
     tx.add_argument("--name", help="name to save it under (default: the file's own name)")
     tx.add_argument("--timeout", type=float, default=300.0,
                     help="give up after this many seconds (default: %(default)s)")
@@ -431,10 +418,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_trace_options(tx)
     tx.set_defaults(run=send)
 
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    return cli.run_subcommand(parser, argv)
 
 
 if __name__ == "__main__":

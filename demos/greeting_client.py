@@ -24,6 +24,7 @@ import socket
 import sys
 from typing import Any, Optional
 
+from demos import cli
 from demos.tracing_options import add_trace_options, traced
 from reactor import Reactor
 
@@ -111,8 +112,8 @@ class GreetingClient:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="server address (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8000, help="server port (default: %(default)s)")
-    parser.add_argument("--count", type=int, default=1, help="concurrent connections (default: %(default)s)")
+    parser.add_argument("--port", type=cli.port, default=8000, help="server port (default: %(default)s)")
+    parser.add_argument("--count", type=cli.positive_int, default=1, help="concurrent connections (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="give up after this many seconds (default: %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")

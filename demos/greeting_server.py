@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import signal
 import socket
 import sys
 from typing import Optional
 
 from demos.tracing_options import add_trace_options, traced
-from demos.cli import why
+from demos import cli
 from reactor import Reactor
 
 GREETING = b"Hello, Client! Welcome to the server.\r\n"
@@ -153,31 +152,20 @@ class GreetingServer:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8000,
+    parser.add_argument("--port", type=cli.port, default=8000,
                         help="port to listen on; 0 picks a free one (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     add_trace_options(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli.setup_logging(args.verbose)
 
     with Reactor() as reactor, traced(reactor, args):
-        try:
-            server = GreetingServer(reactor, args.host, args.port)
-        except OSError as exc:  # the port is taken, the address is not ours, ...
-            print(f"{PROG}: cannot listen on {args.host}:{args.port}: {why(exc)}", file=sys.stderr)
+        server = cli.listen_or_explain(PROG, args.host, args.port,
+                                       lambda: GreetingServer(reactor, args.host, args.port))
+        if server is None:
             return 2
         try:
-            # Signals become ordinary callbacks run by the loop, so stopping
-            # is just reactor.stop(): no exception unwinds through our code.
-            # Installed before announcing the port, so that whoever reads
-            # the line below may signal us at once.
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                reactor.add_signal_handler(sig, reactor.stop)
-            host, port = server.address()
-            print(f"listening on {host}:{port}", flush=True)
-            reactor.run()
-            log.info("stopping")
+            cli.serve(reactor, server.address())
         finally:
             server.close()
     return 0

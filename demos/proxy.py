@@ -42,12 +42,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import signal
 import sys
 from typing import Any, Optional
 
 from demos.tracing_options import add_trace_options, traced
-from demos.cli import why
+from demos import cli
 from reactor import Connector, Protocol, Reactor
 
 PROG = "python -m demos.proxy"  # how users run it, for --help and errors
@@ -183,11 +182,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--listen-host", default="127.0.0.1",
                         help="address to accept clients on (default: %(default)s)")
-    parser.add_argument("--listen-port", "--port", type=int, default=8080, dest="listen_port",
+    parser.add_argument("--listen-port", "--port", type=cli.port, default=8080, dest="listen_port",
                         help="port to accept clients on; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--target-host", default="127.0.0.1",
                         help="where to forward connections (default: %(default)s)")
-    parser.add_argument("--target-port", type=int, required=True, help="the target's port")
+    parser.add_argument("--target-port", type=cli.port, required=True, help="the target's port")
     parser.add_argument("--connect-timeout", type=float, default=10.0,
                         help="give up connecting to the target after this many seconds "
                              "(default: %(default)s)")
@@ -199,21 +198,12 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     target = (args.target_host, args.target_port)
     with Reactor() as reactor, traced(reactor, args):
-        try:
-            listener = reactor.listen_tcp(
-                lambda: ClientRelay(reactor, target, args.connect_timeout),
-                args.listen_host, args.listen_port)
-        except OSError as exc:  # the port is taken, the address is not ours, ...
-            print(f"{PROG}: cannot listen on {args.listen_host}:{args.listen_port}: {why(exc)}",
-                  file=sys.stderr)
+        listener = cli.listen_or_explain(PROG, args.listen_host, args.listen_port, lambda: reactor.listen_tcp(
+            lambda: ClientRelay(reactor, target, args.connect_timeout), args.listen_host, args.listen_port))
+        if listener is None:
             return 2
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            reactor.add_signal_handler(sig, reactor.stop)
-        host, port = listener.address[:2]
         log.info("forwarding to %s:%s", *target)
-        print(f"listening on {host}:{port}", flush=True)
-        reactor.run()
-        log.info("stopping")
+        cli.serve(reactor, listener.address)
         listener.close()
     return 0
 

@@ -40,6 +40,7 @@ import sys
 import time
 from typing import Any, Optional
 
+from demos import cli
 from demos.cli import why
 from demos.tracing_options import add_trace_options, traced
 from reactor import DatagramProtocol, Reactor
@@ -222,24 +223,11 @@ def send(args: argparse.Namespace) -> int:
 
 # -- the command line ---------------------------------------------------------
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
-                                     epilog="Run `%(prog)s receive --help` or `%(prog)s send --help`.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{receive,send}")
-
-    rx = commands.add_parser("receive", help="count the datagrams that arrive")
-    rx.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    rx.add_argument("--port", type=int, default=9999,
+    parser, rx, tx = cli.receive_send_parser(PROG, __doc__, "count the datagrams that arrive", "send numbered datagrams")
+    rx.add_argument("--port", type=cli.port, default=9999,
                     help="port to bind; 0 picks a free one (default: %(default)s)")
-    rx.add_argument("--count", type=positive, help="exit after this many datagrams")
+    rx.add_argument("--count", type=cli.positive_int, help="exit after this many datagrams")
     rx.add_argument("--idle-timeout", type=float, default=0.0,
                     help="give up after this many seconds without a datagram (default: never)")
     rx.add_argument("--rcvbuf", type=int, default=1 << 20,
@@ -248,14 +236,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_trace_options(rx)
     rx.set_defaults(run=receive)
 
-    tx = commands.add_parser("send", help="send numbered datagrams")
     tx.add_argument("--host", default="127.0.0.1", help="receiver address (default: %(default)s)")
-    tx.add_argument("--port", type=int, default=9999, help="receiver port (default: %(default)s)")
-    tx.add_argument("--count", type=positive, default=200,
+    tx.add_argument("--port", type=cli.port, default=9999, help="receiver port (default: %(default)s)")
+    tx.add_argument("--count", type=cli.positive_int, default=200,
                     help="datagrams to send (default: %(default)s)")
-    tx.add_argument("--size", type=positive, default=100,
+    tx.add_argument("--size", type=cli.positive_int, default=100,
                     help="bytes per datagram (default: %(default)s)")
-    tx.add_argument("--burst", type=positive, default=20,
+    tx.add_argument("--burst", type=cli.positive_int, default=20,
                     help="datagrams per burst (default: %(default)s)")
     tx.add_argument("--interval", type=float, default=0.002,
                     help="seconds between bursts (default: %(default)s)")
@@ -264,10 +251,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_trace_options(tx)
     tx.set_defaults(run=send)
 
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    return cli.run_subcommand(parser, argv)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class Framer:
         self.max_length = max_length
         self._buf = bytearray()
         self._broken: Optional[FramingError] = None
+        self._skip = 0  # payload bytes of an over-long (length-prefixed) frame still to drop
 
     def feed(self, data: BytesLike) -> None:
         """Append the bytes of one read. Then drain ``next_frame()``."""
@@ -67,6 +68,27 @@ class Framer:
 
     def next_frame(self) -> Optional[bytes]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _parsable(self) -> bool:
+        """Before parsing: re-raise a broken stream's error; drop what has come
+        of an over-long frame. False while that frame is still arriving."""
+        if self._broken is not None:
+            raise self._broken
+        return not (self._skip and self._still_skipping())
+
+    def _too_long(self, length: int, message: str) -> FrameTooLong:
+        """Start skipping an over-long frame (dropping what is already here, so
+        the buffer stays bounded); the error to raise."""
+        self._skip = length
+        self._still_skipping()
+        return FrameTooLong(message, length=length, max_length=self.max_length)
+
+    def _still_skipping(self) -> bool:
+        """Drop what has arrived of an over-long frame; True while more is to come."""
+        dropped = min(self._skip, len(self._buf))
+        del self._buf[:dropped]
+        self._skip -= dropped
+        return self._skip > 0
 
     def frames(self) -> list[bytes]:
         """Every complete frame buffered, for consumers that do not expect errors.
@@ -161,31 +183,18 @@ class LengthPrefixFramer(Framer):
             raise ValueError(f"byteorder must be 'big' or 'little', got {byteorder!r}")
         self.header_size = header_size
         self.byteorder: Literal["big", "little"] = byteorder
-        self._skip = 0  # payload bytes of an over-long frame still to drop
 
     def next_frame(self) -> Optional[bytes]:
-        if self._broken is not None:
-            raise self._broken
+        if not self._parsable():
+            return None
         buf = self._buf
-        if self._skip:
-            dropped = min(self._skip, len(buf))
-            del buf[:dropped]
-            self._skip -= dropped
-            if self._skip:
-                return None
         h = self.header_size
         if len(buf) < h:
             return None
         length = int.from_bytes(buf[:h], self.byteorder)
         if length > self.max_length:
             del buf[:h]
-            self._skip = length
-            # Drop what is already here now, so buffered stays bounded.
-            dropped = min(self._skip, len(buf))
-            del buf[:dropped]
-            self._skip -= dropped
-            raise FrameTooLong(f"frame of {length} bytes is longer than {self.max_length}",
-                               length=length, max_length=self.max_length)
+            raise self._too_long(length, f"frame of {length} bytes is longer than {self.max_length}")
         if len(buf) < h + length:
             return None
         frame = bytes(buf[h:h + length])
@@ -214,19 +223,12 @@ class NetstringFramer(Framer):
 
     def __init__(self, max_length: int = DEFAULT_MAX_FRAME) -> None:
         super().__init__(max_length)
-        self._skip = 0  # payload bytes of an over-long netstring still to drop
         self._expect_comma = False  # after a skipped payload
 
     def next_frame(self) -> Optional[bytes]:
-        if self._broken is not None:
-            raise self._broken
+        if not self._parsable():
+            return None
         buf = self._buf
-        if self._skip:
-            dropped = min(self._skip, len(buf))
-            del buf[:dropped]
-            self._skip -= dropped
-            if self._skip:
-                return None
         if self._expect_comma:
             if not buf:
                 return None
@@ -248,13 +250,8 @@ class NetstringFramer(Framer):
         length = int(digits)
         if length > self.max_length:
             del buf[:colon + 1]
-            self._skip = length
             self._expect_comma = True
-            dropped = min(self._skip, len(buf))
-            del buf[:dropped]
-            self._skip -= dropped
-            raise FrameTooLong(f"netstring of {length} bytes is longer than {self.max_length}",
-                               length=length, max_length=self.max_length)
+            raise self._too_long(length, f"netstring of {length} bytes is longer than {self.max_length}")
         end = colon + 1 + length
         if len(buf) <= end:
             return None

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Everything the reactor does ends in ``handle._run()``: a ``call_soon``, a timer
+Everything the reactor does ends in running a handle: a ``call_soon``, a timer
 firing, a readable socket, a signal. A handle is a callback plus its arguments
 plus a *cancelled* bit. Cancelling never searches a queue to remove the handle;
 it flips the bit and drops the references to the callback and arguments (so a
@@ -12,9 +12,10 @@ checks the bit and skips it. That one rule is what makes cancellation O(1)
 and what stops a stale I/O event from reaching a callback that was removed
 earlier in the same batch.
 
-``_run`` is the error boundary of the whole library: an ``Exception`` raised by
-user code is reported to the reactor's exception handler and the loop carries
-on. ``KeyboardInterrupt`` and ``SystemExit`` are not caught: they mean "stop
+The loop runs ``handle._callback(*handle._args)`` inside the error boundary
+of the whole library (``BaseReactor._run_ready``, the one place any handle
+runs): an ``Exception`` raised by user code goes to ``handle._report``, i.e.
+the reactor's exception handler, and the loop carries on. ``KeyboardInterrupt`` and ``SystemExit`` are not caught: they mean "stop
 the program", and swallowing them is how event loops become unkillable.
 """
 
@@ -97,15 +98,6 @@ class Handle:
     def cancelled(self) -> bool:
         return self._cancelled
 
-    def _run(self) -> None:
-        # BaseReactor._run_once inlines this body on its plain path.
-        try:
-            self._callback(*self._args)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._report(exc)
-
     def _report(self, exc: BaseException) -> None:
         self._reactor.call_exception_handler(
             {
@@ -145,11 +137,7 @@ class TimerHandle(Handle):
 
     def cancel(self) -> None:
         if not self._cancelled:
-            if self._repr is None:
-                self._repr = _callback_name(self._callback) + "(...)"
-            self._cancelled = True
-            self._callback = None  # type: ignore[assignment]
-            self._args = ()
+            Handle.cancel(self)
             if self._scheduled:
                 # Tell the heap it holds one more dead entry; it may compact.
                 self._reactor._timers.note_cancelled()

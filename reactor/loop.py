@@ -405,41 +405,41 @@ class BaseReactor:
             instruments.timer_fired(handle)
 
     def _run_ready(self, instruments: Optional[InstrumentSet]) -> None:
-        """Step 5: only what is queued now; work these callbacks schedule waits for the next select()."""
+        """Step 5: only what is queued now; work these callbacks schedule waits for the next select().
+
+        This is the error boundary of the whole library (see handles.py):
+        the one place where any handle runs.
+        """
         ready = self._ready
         self._iterations += 1
         ran = 0
         if instruments is not None and not instruments.watches_callbacks:
-            instruments = None  # nobody listens to callbacks: take the plain path
+            instruments = None  # nobody listens to callbacks: no timing around each one
+        popleft = ready.popleft
         try:  # (free unless it raises: KeyboardInterrupt must not lose the count)
-            if instruments is None:
-                popleft = ready.popleft
-                for _ in range(len(ready)):
-                    handle = popleft()
-                    if handle._cancelled:
-                        continue
-                    ran += 1
-                    # Handle._run(), inlined: one Python call less per
-                    # callback. The same error boundary (see handles.py).
-                    try:
-                        handle._callback(*handle._args)
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        handle._report(exc)
-            else:  # (hooks looked up per handle: a raising instrument is gone at once)
-                for _ in range(len(ready)):
-                    handle = ready.popleft()
-                    if not handle._cancelled:
-                        ran += 1
-                        if instruments.before_callback is not None:
-                            instruments.before_callback(handle)
-                        started = _perf_counter()
-                        handle._run()
-                        if instruments.after_callback is not None:
-                            instruments.after_callback(handle, _perf_counter() - started)
+            for _ in range(len(ready)):
+                handle = popleft()
+                if handle._cancelled:
+                    continue
+                ran += 1
+                if instruments is not None:  # (hooks looked up per handle: a raising
+                    started = self._before_callback(instruments, handle)  # instrument is gone at once)
+                try:
+                    handle._callback(*handle._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    handle._report(exc)
+                if instruments is not None and instruments.after_callback is not None:
+                    instruments.after_callback(handle, _perf_counter() - started)
         finally:
             self._callbacks_run += ran
+
+    @staticmethod
+    def _before_callback(instruments: InstrumentSet, handle: Handle) -> float:
+        if instruments.before_callback is not None:
+            instruments.before_callback(handle)
+        return _perf_counter()
 
     # -- observability -------------------------------------------------------
 
@@ -596,29 +596,29 @@ class BaseReactor:
     def add_reader(self, fileobj: FileLike, callback: Callable[..., Any], *args: Any) -> None:
         """Call ``callback(*args)`` each iteration in which *fileobj* is readable.
 
-        Replaces any reader already registered for the same fd.
+        Replaces any reader already registered for the same fd. Refuses an fd
+        the selector cannot watch: ``ValueError`` past ``fd_limit``,
+        ``OSError(EBADF)`` for one that is not open.
         """
-        self._check_closed()
-        _check_callable(callback, "add_reader")
-        self._set_io(fileobj, EVENT_READ, self._remember(Handle(callback, args, self)))
+        self._add_io(fileobj, EVENT_READ, "add_reader", callback, args)
 
     def remove_reader(self, fileobj: FileLike) -> bool:
         """Stop watching *fileobj* for reading; False if no reader was registered."""
-        if self._closed:
-            return False
-        return self._set_io(fileobj, EVENT_READ, None)
+        return not self._closed and self._set_io(fileobj, EVENT_READ, None)
 
     def add_writer(self, fileobj: FileLike, callback: Callable[..., Any], *args: Any) -> None:
-        """Call ``callback(*args)`` each iteration in which *fileobj* is writable."""
-        self._check_closed()
-        _check_callable(callback, "add_writer")
-        self._set_io(fileobj, EVENT_WRITE, self._remember(Handle(callback, args, self)))
+        """Call ``callback(*args)`` each iteration in which *fileobj* is writable (as add_reader)."""
+        self._add_io(fileobj, EVENT_WRITE, "add_writer", callback, args)
 
     def remove_writer(self, fileobj: FileLike) -> bool:
         """Stop watching *fileobj* for writing; False if no writer was registered."""
-        if self._closed:
-            return False
-        return self._set_io(fileobj, EVENT_WRITE, None)
+        return not self._closed and self._set_io(fileobj, EVENT_WRITE, None)
+
+    def _add_io(self, fileobj: FileLike, event: int, method: str, callback: Callable[..., Any],
+                args: tuple[Any, ...]) -> None:
+        self._check_closed()
+        _check_callable(callback, method)
+        self._set_io(fileobj, event, self._remember(Handle(callback, args, self)))
 
     def _set_io(self, fileobj: FileLike, event: int, handle: Optional[Handle]) -> bool:
         """Install (or, with None, remove) the handle for one direction of an fd.

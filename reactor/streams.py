@@ -205,17 +205,16 @@ class StreamTransport(SocketTransport):
         except OSError as exc:
             self._fatal_error(exc, "recv_into() failed")
             return
-        if not n:
+        if n:
+            self.bytes_received += n
+            if self._reactor.watch_io:
+                self._reactor.observe_io(self, True, view[:n], n)
+            try:
+                self._protocol.buffer_updated(n)
+            except Exception as exc:
+                self._protocol_error(exc, "buffer_updated")
+        else:
             self._on_eof()
-            return
-        self.bytes_received += n
-        reactor = self._reactor
-        if reactor.watch_io:
-            reactor.observe_io(self, True, view[:n], n)
-        try:
-            self._protocol.buffer_updated(n)
-        except Exception as exc:
-            self._protocol_error(exc, "buffer_updated")
 
     def _on_eof(self) -> None:
         reactor = self._reactor
