@@ -77,11 +77,15 @@ def setup_logging(verbose: bool) -> None:
 
 
 def listen_or_explain(prog: str, host: str, port_number: int, start: Callable[[], T]) -> Optional[T]:
-    """``start()``, or None after one line on stderr saying why it could not listen."""
+    """``start()``, or None after one line on stderr saying why it could not listen.
+
+    An error may carry ``what`` (" for udp") and ``hint`` (what to try) for that line.
+    """
     try:
         return start()
     except OSError as exc:  # the port is taken, the address is not ours, ...
-        print(f"{prog}: cannot listen on {host}:{port_number}: {why(exc)}", file=sys.stderr)
+        print(f"{prog}: cannot listen on {host}:{port_number}{getattr(exc, 'what', '')}: "
+              f"{why(exc)}{getattr(exc, 'hint', '')}", file=sys.stderr)
         return None
 
 

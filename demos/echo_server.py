@@ -103,6 +103,9 @@ class UdpEcho(DatagramProtocol):
 class UdpBindError(OSError):
     """TCP could listen, but UDP could not bind the same port number."""
 
+    what = " for udp"
+    hint = " (--no-udp serves tcp only)"
+
 
 def start(reactor: Reactor, host: str, port: int, udp: bool) -> tuple[Any, Any]:
     """Listen on TCP, then open UDP on the same port number.
@@ -140,13 +143,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     cli.setup_logging(args.verbose)
 
     with Reactor() as reactor, traced(reactor, args):
-        try:
-            started = cli.listen_or_explain(PROG, args.host, args.port,
-                                            lambda: start(reactor, args.host, args.port, udp=not args.no_udp))
-        except UdpBindError as exc:
-            print(f"{PROG}: cannot listen on {args.host}:{args.port} for udp: {cli.why(exc)} "
-                  "(--no-udp serves tcp only)", file=sys.stderr)
-            return 2
+        started = cli.listen_or_explain(PROG, args.host, args.port,
+                                        lambda: start(reactor, args.host, args.port, udp=not args.no_udp))
         if started is None:
             return 2
         listener, endpoint = started
