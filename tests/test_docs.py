@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import doctest
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,10 +36,17 @@ PRINTS = re.compile(r"^```python\n(.*?)^```\n\s*It prints:\n\s*```text\n(.*?)^``
 
 
 @pytest.mark.parametrize("doc, index", EXAMPLES, ids=[f"{d}-{i}" for d, i in EXAMPLES])
-def test_doc_example_runs(doc, index, capsys):
+def test_doc_example_runs(doc, index, tmp_path):
+    """As the tutorial tells a reader: saved as a file, run with python3 (the
+    repository root on the path, as when the file is saved there)."""
     code = python_blocks(ROOT / doc)[index]
-    exec(compile(code, f"{doc}[python block {index}]", "exec"), {"__name__": "__doc_example__"})
-    out = capsys.readouterr().out
+    script = tmp_path / f"step{index + 1}.py"
+    script.write_text(code, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-W", "error::ResourceWarning", str(script)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    out = result.stdout
     assert out  # every example prints what it shows
     expected = dict(PRINTS.findall((ROOT / doc).read_text(encoding="utf-8")))
     if doc == "docs/TUTORIAL.md":
