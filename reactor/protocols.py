@@ -16,7 +16,10 @@ the high-water mark, so a producer learns at once.
    closes itself (flushing what was written).
 4. ``connection_lost(exc)``: exactly once, last. *exc* is ``None`` after a
    clean ``close()`` or EOF, the exception otherwise (a reset, a
-   ``WriteBufferOverflow``, a ``FramingError`` ...).
+   ``WriteBufferOverflow``, a ``FramingError`` ...). Only ever after
+   ``connection_made``: a transport ended before its ``connection_made``
+   ran (the reactor closed first, or a listener's ``transport_setup``
+   failed) calls neither, as in asyncio.
 
 ``pause_writing()`` and ``resume_writing()`` may come at any time between 1
 and 4, strictly alternating, starting with ``pause_writing``: once each time
