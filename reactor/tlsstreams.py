@@ -34,10 +34,15 @@ took longer than ``ssl_handshake_timeout``.
 
 Flow control is measured in both kinds of bytes: ``get_write_buffer_size()``
 is the plaintext still waiting for the handshake plus the ciphertext the
-stream transport holds, and ``pause_writing`` follows it. The TLS layer
-also stops *reading* while its own output is over the high-water mark: a
-peer that never reads must not make us produce (say) TLS 1.3 KeyUpdate
-answers or echoed records without bound.
+stream transport holds, and ``pause_writing`` follows it, so an application
+that pauses its reading on ``pause_writing`` (as it should on any
+transport) stops reading a peer that does not read. TLS itself also
+answers what it reads (TLS 1.3 KeyUpdate requests, alerts): when reading
+made TLS produce output while the output is over the high-water mark, the
+layer stops reading until it drains, so a peer that never reads cannot
+make us produce such answers without bound. (It does not stop reading for
+the application's own writes: two peers that each wrote more than the
+mark, then waited to read, would deadlock.)
 
 Closing: ``close()`` sends close_notify, then waits up to
 ``ssl_shutdown_timeout`` for the peer's before closing the socket (no
@@ -117,7 +122,8 @@ class TLSProtocol(Protocol):
         self._app_lost = False
         self._closing = False  # the application closed (or the peer sent close_notify)
         self._app_reading_paused = False  # the application's pause_reading()
-        self._output_paused = False  # our own: the stream transport's buffer is over high water
+        self._output_paused = False  # the stream transport's buffer is over high water
+        self._tls_paused = False  # we stopped reading: reading made TLS answer, while over high water
         self._app_writing_paused = False
         self._high = DEFAULT_HIGH_WATER
         self._low = DEFAULT_LOW_WATER
@@ -167,16 +173,14 @@ class TLSProtocol(Protocol):
         return True  # we close the stream transport ourselves, when TLS is done with it
 
     def pause_writing(self) -> None:
-        # The stream transport's buffer is over high water: the peer is not
-        # reading what we send. Stop reading from it, so that nothing we do
-        # in response (echoes, TLS 1.3 KeyUpdate answers) grows without bound.
-        self._output_paused = True
-        self._update_reading()
+        self._output_paused = True  # the peer is not reading what we send
         self._update_app_flow()
 
     def resume_writing(self) -> None:
         self._output_paused = False
-        self._update_reading()
+        if self._tls_paused:
+            self._tls_paused = False
+            self._update_reading()
         self._update_app_flow()
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
@@ -198,13 +202,16 @@ class TLSProtocol(Protocol):
     # -- feeding the engine ---------------------------------------------------------------
 
     def _feed(self, data: Optional[bytes]) -> None:
+        answering = self.engine.state is TLSState.OPEN  # (the flush at handshake's end is the app's data)
         try:
             events = self.engine.receive(data)  # (None: only move the handshake on)
         except ssl.SSLError as exc:
             self._flush()  # the alert that tells the peer why
             self._fail(exc)
             return
-        self._flush()
+        if self._flush() and answering and self._output_paused and not self._tls_paused:
+            self._tls_paused = True  # see the module docstring: TLS's own answers are bounded
+            self._update_reading()
         for event in events:
             if event is HANDSHAKE_DONE:
                 self._cancel_timer()
@@ -228,13 +235,13 @@ class TLSProtocol(Protocol):
         except Exception as exc:
             self._app_error(exc, "data_received")
 
-    def _flush(self) -> None:
-        """Write whatever the engine produced to the stream transport."""
+    def _flush(self) -> int:
+        """Write whatever the engine produced to the stream transport; how many bytes."""
         out = self.engine.bytes_to_send()
-        if out and self.raw is not None:
-            if self.raw.is_closing():
-                return  # aborted: nothing more goes out
-            self.raw.write(out)
+        if not out or self.raw is None or self.raw.is_closing():
+            return 0  # (closing: aborted, nothing more goes out)
+        self.raw.write(out)
+        return len(out)
 
     def _peer_closed(self) -> None:
         """close_notify: the peer is done. TLS has no half-close, so we close too."""
@@ -358,7 +365,7 @@ class TLSProtocol(Protocol):
         if raw is None:
             return
         # While closing we read only to get the peer's close_notify.
-        paused = self._output_paused or (self._app_reading_paused and not self._closing)
+        paused = self._tls_paused or (self._app_reading_paused and not self._closing)
         if paused:
             raw.pause_reading()
         else:
