@@ -12,6 +12,14 @@ from hypothesis import HealthCheck, settings
 
 from reactor import Reactor
 
+from . import timeouts
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # No test can hang: see tests/timeouts.py (not registered twice under -p tests.timeouts).
+    if not config.pluginmanager.is_registered(timeouts):
+        config.pluginmanager.register(timeouts, "tests.timeouts")
+
 # A fast profile for CI and a deep one for long runs (HYPOTHESIS_PROFILE=deep).
 settings.register_profile(
     "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
