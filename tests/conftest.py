@@ -27,6 +27,12 @@ settings.register_profile(
 settings.register_profile(
     "deep", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+# Mutation runs (python -m tests.mutation): the same examples for every mutant
+# and every run, so that a verdict does not depend on the draw.
+settings.register_profile(
+    "mutation", max_examples=100, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
