@@ -137,6 +137,7 @@ def test_views_returns_at_most_max_count_chunks_from_the_front():
     for i in range(3):  # small, big, small: three chunks
         buf.append(b"s%d" % i if i != 1 else b"B" * COALESCE_LIMIT)
     assert buf.chunk_count() == 3
+    assert [bytes(v) for v in buf.views()] == [b"s0"]  # one by default: for a plain send()
     assert [bytes(v) for v in buf.views(1)] == [b"s0"]
     assert [bytes(v) for v in buf.views(2)] == [b"s0", b"B" * COALESCE_LIMIT]
     assert len(buf.views(3)) == 3 and len(buf.views(1024)) == 3
