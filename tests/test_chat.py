@@ -10,14 +10,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from demos.chat_core import Chat, ChatError
-from demos.chat_server import TelnetFilter, TokenBucket, clean_line
+from demos.chat.core import Chat, ChatError, ErrorCode, Joined, Said
+from demos.chat.hygiene import TelnetFilter, clean_line
+from demos.chat.line_door import render_event
+from demos.chat.session import JoinCmd, NickCmd, PartCmd, PrivateCmd, QuitCmd, SayCmd, Session, TokenBucket
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 20.0
@@ -25,59 +28,81 @@ DEADLINE = 20.0
 
 # -- the core, without sockets ----------------------------------------------------------
 
+class Person:
+    """A session whose events (returned or delivered) are rendered as the line door would."""
+
+    def __init__(self, chat: Chat, nick: str) -> None:
+        self.lines: list[str] = []
+        self.session = Session(chat, self.show, 0.0)
+        self.do(NickCmd(nick))
+
+    def show(self, event) -> None:
+        self.lines += render_event(event, self.session.nick, self.session.current_room is not None)
+
+    def do(self, cmd) -> None:
+        for event in self.session.handle(cmd, 1.0):
+            self.show(event)
+
+
 def make_chat(*nicks):
-    chat, inbox = Chat(), {}
-    users = {}
-    for nick in nicks:
-        inbox[nick] = []
-        users[nick] = chat.register(nick, inbox[nick].append)
-    for box in inbox.values():
-        box.clear()
-    return chat, users, inbox
+    chat = Chat()
+    people = {nick: Person(chat, nick) for nick in nicks}
+    for p in people.values():
+        p.lines.clear()
+    return chat, people
 
 
 def test_room_messages_reach_other_members_only():
-    chat, u, inbox = make_chat("ann", "bob", "cat")
-    chat.join(u["cat"], "#dev")
-    inbox["ann"].clear(), inbox["bob"].clear(), inbox["cat"].clear()
-    chat.say(u["ann"], "hi")
-    assert inbox == {"ann": [], "bob": ["<ann> hi"], "cat": []}
+    chat, p = make_chat("ann", "bob", "cat")
+    p["cat"].do(JoinCmd("#dev"))
+    for person in p.values():
+        person.lines.clear()
+    p["ann"].do(SayCmd("hi"))
+    assert {n: x.lines for n, x in p.items()} == {"ann": [], "bob": ["<ann> hi"], "cat": []}
 
 
 def test_nicknames_are_validated_and_unique_case_insensitively():
-    chat, u, inbox = make_chat("Ann")
+    chat, p = make_chat("Ann")
     for bad, why in [("ann", "taken"), ("ANN", "taken"), ("", "empty"), ("9lives", "start with"),
                      ("a" * 17, "too long"), ("bad nick", "letters"), ("Server", "reserved")]:
         with pytest.raises(ChatError, match=why):
-            chat.register(bad, print)
-    chat.rename(u["Ann"], "aNN")  # changing one's own case is fine
-    assert u["Ann"].nick == "aNN" and list(chat.users) == ["ann"]
+            chat.register(bad, print, 0.0)
+    p["Ann"].do(NickCmd("aNN"))  # changing one's own case is fine
+    assert p["Ann"].session.nick == "aNN" and list(chat.users) == ["ann"]
+
+
+def test_rfc1459_case_mapping():
+    chat, p = make_chat("[ann]")
+    with pytest.raises(ChatError) as info:
+        chat.register("{ANN}", print, 0.0)
+    assert info.value.code is ErrorCode.NICK_TAKEN
 
 
 def test_join_part_rooms_who_and_empty_rooms_vanish():
-    chat, u, inbox = make_chat("ann", "bob")
-    chat.join(u["bob"], "dev")
-    assert inbox["ann"] == ["*** bob left #lobby"]
-    assert chat.room_list() == [("dev", 1), ("lobby", 1)]
-    assert chat.who(u["bob"]) == ["bob"]
-    chat.part(u["bob"])
-    assert chat.room_list() == [("lobby", 1)]
-    with pytest.raises(ChatError, match="not in a room"):
-        chat.say(u["bob"], "hello?")
-    with pytest.raises(ChatError, match="already"):
-        chat.join(u["ann"], "LOBBY")
+    chat, p = make_chat("ann", "bob")
+    p["bob"].do(JoinCmd("dev"))
+    assert p["ann"].lines == ["*** bob left #lobby"]
+    assert [(r.name, r.members) for r in chat.room_list()] == [("dev", 1), ("lobby", 1)]
+    assert chat.names("dev").nicks == ("bob",)
+    p["bob"].do(PartCmd())
+    assert [(r.name, r.members) for r in chat.room_list()] == [("lobby", 1)]
+    p["bob"].lines.clear()
+    p["bob"].do(SayCmd("hello?"))
+    assert p["bob"].lines == ["!!! you are not in a room; /join ROOM first"]
+    p["ann"].do(JoinCmd("LOBBY"))
+    assert p["ann"].lines[-1] == "!!! you are already in #lobby"
 
 
 def test_private_messages_and_quit():
-    chat, u, inbox = make_chat("ann", "bob", "cat")
-    chat.private(u["ann"], "BOB", "psst")
-    assert inbox["bob"] == ["[PM from ann] psst"] and inbox["ann"] == ["[PM to bob] psst"]
-    assert inbox["cat"] == []
-    with pytest.raises(ChatError, match="no such user"):
-        chat.private(u["ann"], "dan", "?")
-    chat.quit(u["cat"], "bye")
-    chat.quit(u["cat"], "twice is harmless")
-    assert inbox["ann"][-1] == "*** cat quit (bye)" and "cat" not in chat.users
+    chat, p = make_chat("ann", "bob", "cat")
+    p["ann"].do(PrivateCmd("BOB", "psst"))
+    assert p["bob"].lines == ["[PM from ann] psst"] and p["ann"].lines == ["[PM to bob] psst"]
+    assert p["cat"].lines == []
+    p["ann"].do(PrivateCmd("dan", "?"))
+    assert p["ann"].lines[-1] == "!!! no such user: dan"
+    p["cat"].do(QuitCmd("bye"))
+    p["cat"].session.close("twice is harmless", 2.0)
+    assert p["ann"].lines[-1] == "*** cat quit (bye)" and "cat" not in chat.users
 
 
 # -- input hygiene ------------------------------------------------------------------------
@@ -400,19 +425,47 @@ def test_commands_before_choosing_a_nickname(server_factory):
     assert code == 0 and "reason=quit: not today" in err
 
 
-def test_flood_control_drops_excess_lines_with_one_notice(server_factory):
-    # A rate so low that no token comes back during the test: exactly the burst gets through.
-    server = server_factory("--flood-rate", "0.001", "--flood-burst", "10")
+def test_flood_control_delays_lines_and_keeps_every_one_in_order(server_factory):
+    server = server_factory("--flood-rate", "40", "--flood-burst", "5")
     alice, bob = server.client("alice"), server.client("bob")
     alice.read_until("*** bob joined #lobby")
-    bob.sock.sendall(b"".join(b"flood %d\r\n" % i for i in range(30)))  # one paste
-    assert bob.read_until(lambda l: l.startswith("!!!")) == [
-        "!!! slow down: you are sending too fast; lines are being dropped"]
-    server.signal(signal.SIGTERM)
-    got = alice.read_to_eof()
-    # bob's nickname took one token of the ten
-    assert [l for l in got if l.startswith("<bob>")] == [f"<bob> flood {i}" for i in range(9)]
-    assert sum(l.startswith("!!!") for l in bob.read_to_eof()) == 0  # told once, not per line
+    started = time.monotonic()
+    bob.sock.sendall(b"".join(b"flood %d\r\n" % i for i in range(100)))  # one paste
+    got = alice.read_until("<bob> flood 99")
+    elapsed = time.monotonic() - started
+    assert [l for l in got if l.startswith("<bob>")] == [f"<bob> flood {i}" for i in range(100)]
+    assert elapsed >= (100 - 5) / 40 * 0.9  # delayed at the rate, not all at once
+    bob.send("/who")
+    notices = bob.read_until(lambda l: l.startswith("*** in #lobby"))
+    assert notices.count("*** slow down: you are sending too fast; your lines are being delayed") == 1
+    code, err = server.stop()
+    assert code == 0
+
+
+def test_a_200_line_paste_arrives_whole_within_a_minute_at_default_settings(server_factory):
+    server = server_factory()
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    started = time.monotonic()
+    bob.sock.sendall(b"".join(b"line %d of a long paste\n" % i for i in range(200)))
+    alice.sock.settimeout(60)
+    got = alice.read_until("<bob> line 199 of a long paste")
+    assert time.monotonic() - started < 60
+    assert [l for l in got if l.startswith("<bob>")] == [f"<bob> line {i} of a long paste" for i in range(200)]
+    code, err = server.stop()
+    assert code == 0
+
+
+def test_the_input_waiting_behind_flood_control_is_capped(server_factory):
+    server = server_factory("--max-queue", "4096", "--flood-rate", "1", "--flood-burst", "1")
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.sock.sendall(b"".join(b"%05d %s\r\n" % (i, b"z" * 90) for i in range(1000)))  # ~100 KB
+    assert "*** you sent too much at once; goodbye" in bob.read_to_eof()
+    alice.read_until(lambda l: l.startswith("*** bob quit (input queue over 4096 bytes"))
+    carol = server.client("carol")
+    carol.send("still fine")
+    alice.read_until("<carol> still fine")
     code, err = server.stop()
     assert code == 0
 
