@@ -192,14 +192,22 @@ class Server:
         self.clients: list[Client] = []
         self.signalled = False
         self.proc = subprocess.Popen([sys.executable, "-m", "demos.chat_server", "--port", "0", *args],
-                                     cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=self.log)
+                                     cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=self.log,
+                                     bufsize=0)  # unbuffered: read_line's select() sees every line
+        self.startup: list[str] = []  # what it printed: where it listens, how to connect
         try:
             line = read_line(self.proc)
             assert line.startswith("listening on "), self.stderr()
+            self.startup.append(line.rstrip("\n"))
+            while not self.startup[-1].startswith("Ctrl-C"):
+                self.startup.append(read_line(self.proc).rstrip("\n"))
         except BaseException:
             self.stop()
             raise
         self.port = int(line.rsplit(":", 1)[1])
+        ports = {l.split(" on ")[0]: int(l.rsplit(":", 1)[1]) for l in self.startup if " on 127.0.0.1:" in l}
+        self.irc_port = ports.get("irc")
+        self.monitor_port = ports.get("monitor")
 
     def signal(self, sig: int) -> None:
         """Send *sig* once; stop() then only waits (a second signal could land
@@ -628,10 +636,9 @@ def test_chat_server_trace_file_and_monitor(server_factory, tmp_path):
 
     trace = tmp_path / "chat.trace.json"
     server = server_factory("--trace", str(trace), "--monitor", "0")
-    monitor_line = server.proc.stdout.readline().decode()
-    assert monitor_line.startswith("monitor on 127.0.0.1:")
+    assert server.startup[1].startswith("monitor on 127.0.0.1:")
     alice = server.client("alice")
-    console = Client(int(monitor_line.rsplit(":", 1)[1]))
+    console = Client(server.monitor_port)
     server.clients.append(console)
     console.send("connections")
     assert any("connection(s)" in l for l in console.read_until(lambda l: "connection(s)" in l))

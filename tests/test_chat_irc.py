@@ -1,0 +1,347 @@
+"""The chat's IRC door: the protocol byte by byte, then real IRC clients nobody here wrote.
+
+Real clients: the python ``irc`` library (a test dependency), and ii, weechat
+and irssi where installed (``tests/install_components.sh`` installs them as
+root). A missing client is a skip here, and a failure under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from demos.chat.irc_door import MAX_IRC_LINE, parse_message, split_text
+from tests.test_chat import DEADLINE, Client, server_factory  # noqa: F401 (a fixture)
+
+
+def need(tool: str) -> str:
+    """The path of *tool*; skip (fail under CI=true) where it is not installed."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not installed: run tests/install_components.sh as root to install it"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def wait_for(condition, timeout: float = DEADLINE, what: str = "condition"):
+    """Poll *condition* (which looks at another process's output) until true, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(0.05)  # polling a file another process writes; the deadline bounds it
+
+
+# -- the protocol, sans-IO pieces -----------------------------------------------------------
+
+@pytest.mark.parametrize("line, parsed", [
+    ("NICK alice", ("NICK", ["alice"])),
+    ("privmsg #lobby :hello there", ("PRIVMSG", ["#lobby", "hello there"])),
+    (":alice!a@h PRIVMSG bob :x", ("PRIVMSG", ["bob", "x"])),
+    ("@time=2024 :p TOPIC #a :", ("TOPIC", ["#a", ""])),
+    ("USER a 0 *  :Real  Name", ("USER", ["a", "0", "*", "Real  Name"])),
+    ("QUIT :", ("QUIT", [""])),
+    ("", ("", [])),
+])
+def test_parse_message(line, parsed):
+    assert parse_message(line) == parsed
+
+
+def test_split_text_fits_512_bytes_and_keeps_every_character():
+    text = "é" * 400 + "x" * 300
+    lines = split_text(":alice!~alice@127.0.0.1 PRIVMSG #lobby :", text)
+    assert len(lines) > 1 and all(len(l.encode()) <= MAX_IRC_LINE for l in lines)
+    assert "".join(l.split(" :", 1)[1] for l in lines) == text
+
+
+# -- the protocol over loopback ----------------------------------------------------------------
+
+def irc(server, nick=None, register=True) -> Client:
+    c = Client(server.irc_port)
+    server.clients.append(c)
+    if nick and register:
+        c.send(f"NICK {nick}")
+        c.send(f"USER {nick} 0 * :The {nick}")
+        c.read_until(lambda l: " 376 " in l or " 422 " in l)
+    return c
+
+
+def barrier(c: Client, token: str = "sync") -> list[str]:
+    """Everything the server sent before it answered a PING (what came of our earlier lines)."""
+    c.send(f"PING :{token}")
+    return c.read_until(lambda l: l.endswith(f"PONG reactor.chat :{token}"))[:-1]
+
+
+def test_registration_waits_for_cap_end(server_factory):
+    server = server_factory("--irc-port", "0")
+    c = irc(server)
+    c.send("CAP LS 302")
+    c.send("NICK capper")
+    c.send("USER capper 0 * :Cap Per")
+    assert barrier(c) == [":reactor.chat CAP * LS :"]  # held: no 001 yet
+    c.send("CAP REQ :sasl multi-prefix")
+    assert barrier(c) == [":reactor.chat CAP * NAK :sasl multi-prefix"]
+    c.send("CAP END")
+    got = c.read_until(lambda l: " 376 " in l)
+    codes = [l.split()[1] for l in got]
+    assert codes == ["001", "002", "003", "004", "005", "375", "372", "372", "372", "376"]
+    assert got[0] == ":reactor.chat 001 capper :Welcome to the reactor chat, capper!~capper@127.0.0.1"
+    assert "CASEMAPPING=rfc1459" in got[4]
+    server.stop()
+
+
+def test_commands_before_registration_get_451(server_factory):
+    server = server_factory("--irc-port", "0")
+    c = irc(server)
+    c.send("JOIN #lobby")
+    c.send("PRIVMSG #lobby :hi")
+    assert barrier(c) == [":reactor.chat 451 * :You have not registered"] * 2
+    server.stop()
+
+
+def test_irc_and_nc_users_share_a_room(server_factory):
+    server = server_factory("--irc-port", "0")
+    nc = server.client("ncuser")
+    nc.send("before the irc user came")
+    c = irc(server, "ircuser")
+    c.send("JOIN #Lobby")
+    got = c.read_until(lambda l: " 366 " in l)
+    assert got == [":ircuser!~ircuser@127.0.0.1 JOIN #lobby",
+                   ":reactor.chat 331 ircuser #lobby :No topic is set",
+                   ":reactor.chat 353 ircuser = #lobby :ncuser ircuser",
+                   ":reactor.chat 366 ircuser #lobby :End of /NAMES list"]
+    replay = c.read_until(lambda l: "before the irc user came" in l)
+    stamp = time.strftime("%H:%M")  # (a test run at 23:59:59.9 would see the minute turn)
+    assert replay[-1] == f":reactor.chat NOTICE #lobby :[{stamp}] <ncuser> before the irc user came"
+    nc.read_until("*** ircuser joined #lobby")
+    c.send("PRIVMSG #lobby :hello from irc")
+    c.send("PRIVMSG #lobby :\x01ACTION waves\x01")
+    c.send("PRIVMSG ncuser :psst")
+    assert nc.read_until("[PM from ircuser] psst") == ["<ircuser> hello from irc", "* ircuser waves",
+                                                       "[PM from ircuser] psst"]
+    assert barrier(c) == []  # not echoed to the sender
+    nc.send("hello from nc")
+    nc.send("/me nods")
+    nc.send("/msg ircuser private")
+    c.read_until(":ncuser!ncuser@127.0.0.1 PRIVMSG ircuser :private")
+    assert c.lines[-3:] == [":ncuser!ncuser@127.0.0.1 PRIVMSG #lobby :hello from nc",
+                            ":ncuser!ncuser@127.0.0.1 PRIVMSG #lobby :\x01ACTION nods\x01",
+                            ":ncuser!ncuser@127.0.0.1 PRIVMSG ircuser :private"]
+    c.send("TOPIC #lobby :talk here")
+    c.read_until(":ircuser!~ircuser@127.0.0.1 TOPIC #lobby :talk here")
+    nc.read_until("*** ircuser set the topic of #lobby: talk here")
+    c.send("NICK ircer")
+    c.read_until(":ircuser!~ircuser@127.0.0.1 NICK :ircer")
+    nc.read_until("*** ircuser is now known as ircer")
+    nc.send("/nick ncer")
+    c.read_until(":ncuser!ncuser@127.0.0.1 NICK :ncer")
+    c.send("PART #lobby :moving on")
+    c.read_until(":ircer!~ircuser@127.0.0.1 PART #lobby :moving on")  # the username stays
+    nc.read_until("*** ircer left #lobby (moving on)")
+    c.send("JOIN #lobby")
+    c.send("QUIT :off to bed")
+    assert c.read_to_eof()[-1] == "ERROR :Closing Link: 127.0.0.1 (Quit: off to bed)"
+    nc.read_until("*** ircer quit (off to bed)")
+    code, err = server.stop()
+    assert code == 0 and "nick=ircer reason=quit: off to bed" in err
+
+
+def test_queries(server_factory):
+    server = server_factory("--irc-port", "0")
+    server.client("ncuser")
+    c = irc(server, "q")
+    c.send("JOIN #lobby,#other")
+    barrier(c)
+    c.send("WHO #lobby")
+    assert barrier(c) == [":reactor.chat 352 q #lobby ncuser 127.0.0.1 reactor.chat ncuser H :0 ncuser",
+                          ":reactor.chat 352 q #lobby ~q 127.0.0.1 reactor.chat q H :0 The q",
+                          ":reactor.chat 315 q #lobby :End of WHO list"]
+    c.send("WHOIS ncuser")
+    got = barrier(c)
+    assert [l.split()[1] for l in got] == ["311", "319", "312", "317", "318"]
+    assert got[0] == ":reactor.chat 311 q ncuser ncuser 127.0.0.1 * :ncuser" and got[1].endswith(":#lobby")
+    c.send("LIST")
+    assert barrier(c) == [":reactor.chat 321 q Channel :Users  Name", ":reactor.chat 322 q #lobby 2 :",
+                          ":reactor.chat 322 q #other 1 :", ":reactor.chat 323 q :End of /LIST"]
+    c.send("NAMES #other")
+    assert barrier(c) == [":reactor.chat 353 q = #other :q", ":reactor.chat 366 q #other :End of /NAMES list"]
+    c.send("MODE #lobby")
+    c.send("MODE #lobby b")
+    c.send("MODE #lobby +k key")
+    c.send("MODE q")
+    c.send("MODE q +w")
+    assert barrier(c) == [":reactor.chat 324 q #lobby +n", ":reactor.chat 368 q #lobby :End of channel ban list",
+                          ":reactor.chat 472 q k :is unknown mode char to me", ":reactor.chat 221 q +i",
+                          ":reactor.chat 501 q :Unknown MODE flag"]
+    server.stop()
+
+
+def test_error_replies(server_factory):
+    server = server_factory("--irc-port", "0")
+    server.client("ncuser")
+    c = irc(server, "[err]")
+    other = irc(server)
+    other.send("NICK {ERR}")  # rfc1459: { is the lower case of [
+    other.send("NICK 9bad")
+    other.send("NICK")
+    other.send("USER")
+    assert barrier(other) == [":reactor.chat 433 * {ERR} :Nickname is already in use",
+                              ":reactor.chat 432 * 9bad :Erroneous nickname",
+                              ":reactor.chat 431 * :No nickname given",
+                              ":reactor.chat 461 * USER :Not enough parameters"]
+    for line in ["PRIVMSG nobody :hi", "PRIVMSG #nowhere :hi", "PRIVMSG", "PRIVMSG #lobby", "FROB x",
+                 "PART #lobby", "JOIN", "NICK ncuser", "NOTICE nobody :ignored", "JOIN lobby"]:
+        c.send(line)
+    assert barrier(c) == [":reactor.chat 401 [err] nobody :No such nick/channel",
+                          ":reactor.chat 403 [err] #nowhere :No such channel",
+                          ":reactor.chat 411 [err] :No recipient given (PRIVMSG)",
+                          ":reactor.chat 412 [err] :No text to send",
+                          ":reactor.chat 421 [err] FROB :Unknown command",
+                          ":reactor.chat 442 [err] #lobby :You're not on that channel",
+                          ":reactor.chat 461 [err] JOIN :Not enough parameters",
+                          ":reactor.chat 433 [err] ncuser :Nickname is already in use",
+                          ":reactor.chat 403 [err] lobby :No such channel"]
+    c.send("PRIVMSG #lobby :not a member")
+    assert barrier(c) == [":reactor.chat 404 [err] #lobby :Cannot send to channel"]
+    server.stop()
+
+
+def test_lines_over_512_bytes_are_refused_not_buffered(server_factory):
+    server = server_factory("--irc-port", "0")
+    nc = server.client("ncuser")
+    c = irc(server, "longer")
+    c.send("JOIN #lobby")
+    barrier(c)
+    c.send("PRIVMSG #lobby :" + "x" * 600)
+    c.sock.sendall(b"PRIVMSG #lobby :" + b"y" * (4 << 20))  # 4 MiB, no end of line yet
+    c.send("")
+    c.send("PRIVMSG #lobby :short")
+    assert barrier(c) == [":reactor.chat 417 longer :Input line was too long"] * 2
+    assert nc.read_until("<longer> short")[-1] == "<longer> short"  # nothing of the long ones
+    # And what we send fits: a line-door user's 1 KiB line reaches IRC in pieces.
+    nc.send("z" * 1000)
+    got = c.read_until(lambda l: l.endswith("z") and sum(x.count("z") for x in c.lines) >= 1000)
+    assert all(len(l.encode()) + 2 <= 512 for l in c.lines)
+    server.stop()
+
+
+def test_names_are_split_to_fit_512_bytes(server_factory):
+    server = server_factory("--irc-port", "0")
+    nicks = [f"person{i:02d}abcdefgh" for i in range(60)]
+    for nick in nicks:
+        server.client(nick)
+    c = irc(server, "counter")
+    c.send("JOIN #lobby")
+    got = c.read_until(lambda l: " 366 " in l)
+    names = [l for l in got if " 353 " in l]
+    assert len(names) >= 3 and all(len(l.encode()) + 2 <= 512 for l in names)
+    assert [n for l in names for n in l.split(" :", 1)[1].split()] == nicks + ["counter"]
+    server.stop()
+
+
+def test_the_server_pings_and_drops_a_silent_client(server_factory):
+    server = server_factory("--irc-port", "0", "--ping-interval", "0.3", "--ping-timeout", "0.4")
+    nc = server.client("watcher")
+    silent, lively = irc(server, "silent"), irc(server, "lively")
+    for c in (silent, lively):
+        c.send("JOIN #lobby")
+    ping = lively.read_until(lambda l: l.startswith("PING :"))[-1]
+    lively.send("PONG " + ping.split()[1])
+    assert silent.read_until(lambda l: l.startswith("PING :"))
+    assert silent.read_to_eof()[-1] == "ERROR :Closing Link: 127.0.0.1 (Ping timeout: 0.7 seconds)"
+    nc.read_until("*** silent quit (Ping timeout: 0.7 seconds)")
+    nc.send("still there?")
+    lively.read_until(":watcher!watcher@127.0.0.1 PRIVMSG #lobby :still there?")
+    server.stop()
+
+
+# -- real clients ------------------------------------------------------------------------------
+
+def test_the_python_irc_library(server_factory):
+    import irc.client
+
+    server = server_factory("--irc-port", "0")
+    nc = server.client("ncuser")
+    lib = irc.client.Reactor()
+    seen: list[tuple[str, str, list[str]]] = []
+    lib.add_global_handler("all_events", lambda conn, e: seen.append((e.type, str(e.source), e.arguments)))
+    conn = lib.server().connect("127.0.0.1", server.irc_port, "pybot")
+    try:
+        def pump_until(condition, what):
+            deadline = time.monotonic() + DEADLINE
+            while not condition():
+                assert time.monotonic() < deadline, f"{what}: {seen[-5:]}"
+                lib.process_once(0.05)
+
+        pump_until(lambda: any(t == "welcome" for t, _, _ in seen), "welcome")
+        conn.join("#lobby")
+        pump_until(lambda: any(t == "endofnames" for t, _, _ in seen), "joined")
+        nc.read_until("*** pybot joined #lobby")
+        nc.send("hello bot")
+        pump_until(lambda: ("pubmsg", "ncuser!ncuser@127.0.0.1", ["hello bot"]) in seen, "nc's message")
+        conn.privmsg("#lobby", "hello human")
+        nc.read_until("<pybot> hello human")
+        conn.privmsg("ncuser", "just you")
+        nc.read_until("[PM from pybot] just you")
+        nc.send("/msg pybot and you")
+        pump_until(lambda: ("privmsg", "ncuser!ncuser@127.0.0.1", ["and you"]) in seen, "private message")
+        conn.nick("pybot2")
+        nc.read_until("*** pybot is now known as pybot2")
+        pump_until(lambda: conn.get_nickname() == "pybot2", "rename")
+        nc.send("/nick ncer")
+        pump_until(lambda: any(t == "nick" and s.startswith("ncuser!") for t, s, _ in seen), "nc's rename")
+        conn.quit("bye now")
+        nc.read_until("*** pybot2 quit (bye now)")
+        pump_until(lambda: not conn.is_connected(), "disconnect")
+    finally:
+        conn.close()
+    code, err = server.stop()
+    assert code == 0
+
+
+def test_ii_through_its_fifo(server_factory, tmp_path):
+    ii = need("ii")
+    server = server_factory("--irc-port", "0")
+    nc = server.client("ncuser")
+    proc = subprocess.Popen([ii, "-s", "127.0.0.1", "-p", str(server.irc_port), "-n", "iiuser", "-i",
+                             str(tmp_path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        base = tmp_path / "127.0.0.1"
+        wait_for(lambda: (base / "in").exists(), what="ii's fifo")
+
+        def tell(path: Path, line: str) -> None:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, line.encode() + b"\n")
+            finally:
+                os.close(fd)
+
+        tell(base / "in", "/j #lobby")
+        nc.read_until("*** iiuser joined #lobby")
+        wait_for(lambda: (base / "#lobby" / "in").exists(), what="ii's channel fifo")
+        tell(base / "#lobby" / "in", "hello from ii")
+        nc.read_until("<iiuser> hello from ii")
+        nc.send("hello ii")
+        wait_for(lambda: "<ncuser> hello ii" in (base / "#lobby" / "out").read_text(errors="replace"),
+                 what="ii receiving")
+        tell(base / "in", "/q")  # QUIT
+        nc.read_until(lambda l: l.startswith("*** iiuser quit"))
+        proc.wait(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    server.stop()
