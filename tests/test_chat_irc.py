@@ -345,3 +345,107 @@ def test_ii_through_its_fifo(server_factory, tmp_path):
             proc.kill()
             proc.wait()
     server.stop()
+
+
+def test_weechat_headless_through_its_fifo(server_factory, tmp_path):
+    weechat = need("weechat-headless")
+    server = server_factory("--irc-port", "0")
+    nc = server.client("ncuser")
+    home = tmp_path / "weechat"
+    home.mkdir()
+    commands = ";".join(["/set fifo.file.enabled on", "/set logger.file.flush_delay 0",
+                         f"/server add r 127.0.0.1/{server.irc_port} -nicks=wcuser", "/connect r"])
+    proc = subprocess.Popen([weechat, "--dir", str(home), "-r", commands], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fifo = wait_for(lambda: next(iter(home.glob("weechat_fifo_*")), None), what="weechat's fifo")
+        server_log = home / "logs" / "irc.server.r.weechatlog"
+        wait_for(lambda: server_log.exists() and "End of /MOTD" in server_log.read_text(errors="replace"),
+                 what="weechat registered")
+
+        def tell(line: str) -> None:
+            fd = os.open(fifo, os.O_WRONLY)
+            try:
+                os.write(fd, line.encode() + b"\n")
+            finally:
+                os.close(fd)
+
+        tell("irc.server.r */join #lobby")
+        nc.read_until("*** wcuser joined #lobby")
+        channel_log = home / "logs" / "irc.r.#lobby.weechatlog"
+        # The channel's buffer exists once weechat has seen the end of NAMES (it logs it).
+        wait_for(lambda: channel_log.exists() and "Channel #lobby:" in channel_log.read_text(errors="replace"),
+                 what="weechat's channel buffer")
+        tell("irc.r.#lobby *hello from weechat")
+        nc.read_until("<wcuser> hello from weechat")
+        nc.send("hello weechat")
+        wait_for(lambda: channel_log.exists() and "ncuser\thello weechat" in channel_log.read_text(errors="replace"),
+                 what="weechat receiving")
+        tell("irc.server.r */nick wcuser2")
+        nc.read_until("*** wcuser is now known as wcuser2")
+        tell("*/quit see you")
+        nc.read_until("*** wcuser2 quit (see you)")
+        proc.wait(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    server.stop()
+
+
+class Tmux:
+    """A program in a private tmux server: send-keys to type, capture-pane to read the screen."""
+
+    def __init__(self, tmp: Path, command: list[str], width: int = 160, height: int = 50) -> None:
+        self.tmux = need("tmux")
+        self.socket = str(tmp / "tmux.sock")
+        self.run("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), *command)
+
+    def run(self, *args: str) -> str:
+        return subprocess.run([self.tmux, "-S", self.socket, *args], capture_output=True, text=True,
+                              timeout=DEADLINE, check=True).stdout
+
+    def keys(self, text: str, enter: bool = True) -> None:
+        self.run("send-keys", "-t", "t", "-l", text)
+        if enter:
+            self.run("send-keys", "-t", "t", "Enter")
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "t", "-S", "-200")
+
+    def wait_for(self, text: str, timeout: float = DEADLINE) -> str:
+        return wait_for(lambda: text in self.screen() and self.screen(), timeout, f"{text!r} on the screen")
+
+    def close(self) -> None:
+        subprocess.run([self.tmux, "-S", self.socket, "kill-server"], capture_output=True, timeout=DEADLINE)
+
+
+def test_irssi_registers_joins_and_talks(server_factory, tmp_path):
+    irssi = need("irssi")
+    server = server_factory("--irc-port", "0")
+    nc = server.client("ncuser")
+    (tmp_path / "home").mkdir()
+    # irssi paces its own commands (2.2 s apart after the first 5): pace them faster.
+    (tmp_path / "home" / "config").write_text(
+        'settings = { "irc/core" = { cmd_queue_speed = "10msec"; cmds_max_at_once = "50"; }; };\n')
+    term = Tmux(tmp_path, [irssi, f"--home={tmp_path / 'home'}", "-c", "127.0.0.1", "-p", str(server.irc_port),
+                           "-n", "irssiuser"])
+    try:
+        # irssi opens with CAP LS 302 and waits for the answer before registering.
+        term.wait_for("Welcome to the reactor chat, irssiuser!")
+        term.keys("/join #lobby")
+        nc.read_until("*** irssiuser joined #lobby")
+        nc.send("hello irssi")
+        term.wait_for("hello irssi")
+        term.keys("hello from irssi")
+        nc.read_until("<irssiuser> hello from irssi")
+        term.keys("/me waves")
+        nc.read_until("* irssiuser waves")
+        term.keys("/nick irssi2")
+        nc.read_until("*** irssiuser is now known as irssi2")
+        term.keys("/quit good night")
+        nc.read_until("*** irssi2 quit (good night)")
+    finally:
+        term.close()
+    code, err = server.stop()
+    assert code == 0 and "nick=irssi2 reason=quit: good night" in err
