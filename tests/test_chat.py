@@ -668,3 +668,201 @@ def test_trace_stderr_narrates_one_line_from_select_to_the_other_socket(server_f
     assert "readable" in before.rsplit("select returned", 1)[1]
     assert "run StreamTransport._on_readable() [fd " in before.rsplit("select returned", 1)[1]
     assert "Listener._on_acceptable(<socket fd=" in err
+
+
+# -- the rough edges a first user hits ----------------------------------------------------------
+
+def test_telnet_filter_answers_do_timing_mark():
+    f = TelnetFilter()
+    # telnet's Ctrl-C: IAC IP, IAC DO TIMING-MARK (split across reads, as it may be)
+    assert f.feed(b"abc\xff\xf4\xff") == b"abc"
+    assert f.feed(b"\xfd\x06def") == b"def"
+    assert f.take_replies() == b"\xff\xfb\x06" and f.take_replies() == b""
+    assert f.feed(b"\xff\xfd\x18") == b"" and f.take_replies() == b""  # other options: not answered
+
+
+def test_ctrl_c_in_telnet_gets_its_timing_mark_and_the_session_goes_on(server_factory):
+    server = server_factory()
+    alice, tel = server.client("alice"), server.client("tel")
+    alice.read_until("*** tel joined #lobby")
+    tel.sock.sendall(b"half a li\xff\xf4\xff\xfd\x06")  # typing, then Ctrl-C
+    data = b""
+    while b"\xff\xfb\x06" not in data:  # telnet discards all output until this arrives
+        chunk = tel.sock.recv(4096)
+        assert chunk, "closed"
+        data += chunk
+    tel.buf = data.replace(b"\xff\xfb\x06", b"")
+    tel.send("ne, and more")
+    alice.read_until("<tel> half a line, and more")
+    alice.send("can you hear me?")
+    tel.read_until("<alice> can you hear me?")
+    server.stop()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "80000"], "port must be 0-65535, got 80000"),
+    (["--irc-port", "-1"], "port must be 0-65535, got -1"),
+    (["--monitor", "65536"], "port must be 0-65535"),
+    (["--port", "http"], "expected a port number, got 'http'"),
+    (["--max-clients", "-5"], "must be at least 1, got -5"),
+    (["--flood-burst", "0"], "must be at least 1"),
+    (["--flood-rate", "0"], "must be a positive number"),
+    (["--idle-timeout", "-1"], "must be 0 or a positive number"),
+    (["--nick-timeout", "nan"], "must be a positive number"),
+    (["--trace", "/nonexistent-dir/chat.json"], "cannot write the trace file /nonexistent-dir/chat.json"),
+])
+def test_bad_options_are_one_line_and_status_2(args, message):
+    result = subprocess.run([sys.executable, "-m", "demos.chat_server", "--port", "0", *args], cwd=ROOT,
+                            env=_env(), capture_output=True, timeout=DEADLINE, stdin=subprocess.DEVNULL)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert result.stdout == b""
+
+
+@pytest.mark.parametrize("option", ["--monitor", "--irc-port"])
+def test_a_busy_monitor_or_irc_port_is_one_line_and_status_2(option):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "demos.chat_server", "--port", "0", option, str(port)],
+                                cwd=ROOT, env=_env(), capture_output=True, timeout=DEADLINE)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and "Traceback" not in err, err
+    assert err.count("\n") == 1 and "in use" in err and option in err
+
+
+def test_the_trace_file_is_written_at_start(server_factory, tmp_path):
+    trace = tmp_path / "chat.json"
+    server = server_factory("--trace", str(trace))
+    assert trace.exists()  # created before the server said it was listening
+    server.stop()
+
+
+@pytest.mark.parametrize("raw, text", [
+    ("one\u2028*** SYSTEM: forged".encode(), "one *** SYSTEM: forged"),
+    ("para\u2029graph".encode(), "para graph"),
+    (("q" + "\u0301" * 500 + "algo").encode(), "q\u0301\u0301\u0301\u0301algo"),
+    ("e\u0301t\u00e9".encode(), "\u00e9t\u00e9"),  # NFC: one letter, not two marks' worth
+    ("Vi\u1ec7t".encode(), "Vi\u1ec7t"),
+])
+def test_clean_line_separators_and_combining_marks(raw, text):
+    assert clean_line(raw) == text
+
+
+def test_line_separators_and_mark_floods_are_cleaned_on_the_wire(server_factory):
+    server = server_factory()
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.send("hi\u2028*** SYSTEM: the server will restart, send your password".encode())
+    bob.send(("Z" + "\u0336" * 300).encode())
+    got = alice.read_until(lambda l: l.startswith("<bob> Z"))
+    assert got == ["<bob> hi *** SYSTEM: the server will restart, send your password", "<bob> Z" + "\u0336" * 4]
+    server.stop()
+
+
+def test_a_line_that_never_ends_times_out(server_factory):
+    server = server_factory("--line-timeout", "0.5")
+    alice, slow = server.client("alice"), server.client("slow")
+    alice.read_until("*** slow joined #lobby")
+    started = time.monotonic()
+    slow.sock.settimeout(0.1)
+    closed = False
+    for _ in range(100):  # one byte every 0.1 s would keep an idle-timeout-only server busy forever
+        try:
+            slow.sock.sendall(b"x")
+            if slow.sock.recv(4096, socket.MSG_PEEK) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        if b"goodbye" in slow.sock.recv(4096, socket.MSG_PEEK):
+            closed = True
+            break
+    assert closed and time.monotonic() - started < 5
+    slow.sock.settimeout(DEADLINE)
+    assert "*** no end of line within 0.5 seconds; goodbye" in slow.read_to_eof()
+    alice.read_until("*** slow quit (partial line timeout)")
+    code, err = server.stop()
+    assert code == 0 and "nick=slow reason=partial line timeout" in err
+
+
+def test_a_double_slash_says_a_line_that_starts_with_a_slash(server_factory):
+    server = server_factory()
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.send("//etc/hosts is the file")
+    alice.read_until("<bob> /etc/hosts is the file")
+    server.stop()
+
+
+def test_the_server_says_how_to_connect(server_factory):
+    server = server_factory("--irc-port", "0")
+    text = "\n".join(server.startup)
+    assert f"nc 127.0.0.1 {server.port}" in text and f"telnet 127.0.0.1 {server.port}" in text
+    assert f"python3 -m demos.chat_client --host 127.0.0.1 --port {server.port}" in text
+    assert f"irssi -c 127.0.0.1 -p {server.irc_port}" in text
+    server.stop()
+
+
+def test_logging_never_blocks_the_loop_when_stderr_is_not_read():
+    """stderr is a pipe nobody reads: it fills after 64 KiB of log, and the chat must go on."""
+    proc = subprocess.Popen([sys.executable, "-m", "demos.chat_server", "--port", "0", "-v"], cwd=ROOT,
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    try:
+        port = int(read_line(proc).rsplit(":", 1)[1])
+        for _ in range(1500):  # ~200 bytes of log each: several times the pipe's capacity
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as c:
+                c.sendall(b"/quit\r\n")
+                while c.recv(4096):
+                    pass
+        alice, bob = Client(port), Client(port)
+        for c, nick in ((alice, "alice"), (bob, "bob")):
+            c.read_until("Choose a nickname:")
+            c.send(nick)
+        alice.read_until("*** bob joined #lobby")
+        bob.send("the chat goes on")
+        alice.read_until("<bob> the chat goes on")
+        alice.sock.close()
+        bob.sock.close()
+        proc.send_signal(signal.SIGTERM)
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=DEADLINE) == 0
+        # Every record got out once we read, or the loss is counted: never a silent gap.
+        assert err.count("reason=quit\n") == 1500 or "message(s) dropped: stderr was not keeping up" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_the_log_handler_drops_and_counts_instead_of_blocking():
+    import logging
+
+    from demos.chat.logs import LoopSafeHandler
+
+    r, w = os.pipe()
+    try:
+        handler = LoopSafeHandler(w, max_queued=4096)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        record = logging.LogRecord("t", logging.INFO, __file__, 1, "x" * 99, None, None)
+        started = time.monotonic()
+        for _ in range(3000):  # 300 KB into a 64 KiB pipe: a blocking write would hang here
+            handler.emit(record)
+        assert time.monotonic() - started < 5
+        assert handler.dropped > 0 and handler.queued <= 4096
+        got = b""
+        for _ in range(1000):  # read what the pipe holds, let the handler write more, until the note
+            got += os.read(r, 1 << 20)
+            handler.flush()
+            if b"message(s) dropped" in got:
+                break
+        assert b"message(s) dropped" in got and got.count(b"x" * 99 + b"\n") > 600
+    finally:
+        os.close(r)
+        os.close(w)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import time
 from collections import deque
 from typing import Any, Optional
 
@@ -116,11 +117,22 @@ class LoopSafeHandler(logging.Handler):
         self.reactor = reactor
         self.flush()
 
-    def detach(self) -> None:
-        """Before the reactor closes: stop watching (what is left is dropped if stderr cannot take it)."""
+    def detach(self, timeout: float = 2.0) -> None:
+        """After the loop: stop watching, and give stderr up to *timeout*
+        seconds to take what is left (the loop no longer runs: waiting
+        blocks nobody); what it cannot take by then is lost."""
         self._watch(False)
         self.reactor = None
-        self.flush()
+        deadline = time.monotonic() + timeout
+        while self.queue:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                select.select([], [self.fd], [], remaining)
+            except (OSError, ValueError):
+                break
+            self.flush()
 
 
 def install(level: int, fd: int = 2) -> LoopSafeHandler:
