@@ -866,3 +866,51 @@ def test_the_log_handler_drops_and_counts_instead_of_blocking():
     finally:
         os.close(r)
         os.close(w)
+
+
+# -- history and topics --------------------------------------------------------------------------
+
+def test_rooms_replay_their_last_lines_bounded_in_count_and_bytes():
+    from demos.chat.core import Emote, Replay
+
+    chat = Chat(history_lines=3, history_bytes=200)
+    events: list = []
+    talker = chat.register("talker", events.append, 0.0)
+    chat.join(talker, "lobby", 0.0)
+    for i in range(5):
+        chat.say(talker, "lobby", f"line {i}", 100.0 + i)
+    chat.emote(talker, "lobby", "waves", 200.0)
+    joiner_events: list = []
+    joiner = chat.register("joiner", joiner_events.append, 300.0)
+    chat.join(joiner, "#LOBBY", 300.0)
+    replay = [e for e in joiner_events if isinstance(e, Replay)][0]
+    assert [(type(l), l.text, l.at) for l in replay.lines] == [(Said, "line 3", 103.0), (Said, "line 4", 104.0),
+                                                               (Emote, "waves", 200.0)]
+    chat.say(talker, "lobby", "x" * 170, 400.0)  # over the byte bound with the others: they go
+    assert [l.text for l in chat.find_room("lobby").history] == ["x" * 170]
+    assert chat.find_room("lobby").history_bytes <= 200
+
+
+def test_joining_shows_recent_lines_with_their_time_and_the_topic(server_factory):
+    server = server_factory("--history", "2")
+    alice = server.client("alice")
+    alice.send("/topic all about reactors")
+    alice.read_until("*** alice set the topic of #lobby: all about reactors")
+    for text in ("first", "second", "third"):
+        alice.send(text)
+    alice.send("/who")
+    alice.read_until(lambda l: l.startswith("*** in #lobby"))
+    bob = server.client()
+    bob.send("bob")
+    got = bob.read_until(lambda l: "<alice> third" in l)
+    now = time.strftime("%H:%M")
+    assert got[0] == "*** bob joined #lobby"
+    assert got[1].startswith("*** topic of #lobby: all about reactors (set by alice at ")
+    assert got[2:] == ["*** recent lines in #lobby:", f"[{now}] <alice> second", f"[{now}] <alice> third"]
+    bob.send("/topic")
+    assert bob.read_until(lambda l: l.startswith("*** topic"))[-1].startswith("*** topic of #lobby: all about")
+    bob.send("/join quiet")
+    bob.read_until("*** bob joined #quiet")
+    bob.send("/topic")
+    assert bob.read_until(lambda l: l.startswith("***"))[-1] == "*** #quiet has no topic"
+    server.stop()
