@@ -555,6 +555,7 @@ def test_chat_client_through_pipes(server_factory):
     lines = out.decode().splitlines()
     assert proc.returncode == 0, err
     assert "<watcher> hello piped" in lines and "*** in #lobby: watcher, piped" in lines
+    assert "Choose a nickname:" not in lines  # --nick answered it
     assert lines[-1] == "[client] disconnected"
     watcher.read_until("*** piped quit (connection closed by peer)")
     server.stop()

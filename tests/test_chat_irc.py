@@ -402,8 +402,10 @@ class Tmux:
         self.run("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), *command)
 
     def run(self, *args: str) -> str:
+        # pytest exports COLUMNS and LINES; programs in the pane must see the pane's size.
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
         return subprocess.run([self.tmux, "-S", self.socket, *args], capture_output=True, text=True,
-                              timeout=DEADLINE, check=True).stdout
+                              timeout=DEADLINE, check=True, env=env).stdout
 
     def keys(self, text: str, enter: bool = True) -> None:
         self.run("send-keys", "-t", "t", "-l", text)
@@ -414,7 +416,10 @@ class Tmux:
         return self.run("capture-pane", "-p", "-t", "t", "-S", "-200")
 
     def wait_for(self, text: str, timeout: float = DEADLINE) -> str:
-        return wait_for(lambda: text in self.screen() and self.screen(), timeout, f"{text!r} on the screen")
+        try:
+            return wait_for(lambda: text in self.screen() and self.screen(), timeout, f"{text!r} on the screen")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the screen:\n{self.screen()}") from None
 
     def close(self) -> None:
         subprocess.run([self.tmux, "-S", self.socket, "kill-server"], capture_output=True, timeout=DEADLINE)
