@@ -454,3 +454,134 @@ def test_irssi_registers_joins_and_talks(server_factory, tmp_path):
         term.close()
     code, err = server.stop()
     assert code == 0 and "nick=irssi2 reason=quit: good night" in err
+
+
+def test_irssi_a_python_irc_bot_nc_and_chat_client_share_the_lobby(server_factory, tmp_path):
+    """The issue's "done when": four kinds of client in #lobby see each other's
+    messages, renames and quits, and all in the same order."""
+    import re
+    import select
+    import socket
+    import sys
+
+    import irc.client
+
+    from tests.test_chat import ROOT, _env
+
+    irssi = need("irssi")
+    server = server_factory("--irc-port", "0")
+    watcher = server.client("watcher")  # says nothing: the reference order
+    nc = server.client("ncuser")
+    cc = subprocess.Popen([sys.executable, "-m", "demos.chat_client", "--port", str(server.port), "--nick", "cc"],
+                          cwd=ROOT, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, bufsize=0)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "config").write_text(
+        'settings = { "irc/core" = { cmd_queue_speed = "10msec"; cmds_max_at_once = "50"; }; };\n')
+    term = Tmux(tmp_path, [irssi, f"--home={tmp_path / 'home'}", "-c", "127.0.0.1", "-p", str(server.irc_port),
+                           "-n", "irssiuser"], width=200, height=60)
+    lib = irc.client.Reactor()
+    bot_seen: list[str] = []
+
+    def on_event(conn, e):
+        nick = irc.client.NickMask(e.source).nick if e.source else ""
+        if e.type == "pubmsg":
+            bot_seen.append(f"<{nick}> {e.arguments[0]}")
+        elif e.type == "nick":
+            bot_seen.append(f"*** {nick} is now known as {e.target}")
+        elif e.type == "quit":
+            bot_seen.append(f"*** {nick} quit ({e.arguments[0] if e.arguments else ''})")
+        elif e.type == "join":
+            bot_seen.append(f"*** {nick} joined {e.target}")
+
+    lib.add_global_handler("all_events", on_event)
+    bot = lib.server().connect("127.0.0.1", server.irc_port, "pybot")
+    cc_buf = [b""]
+    cc_lines: list[str] = []
+
+    def pump() -> None:
+        lib.process_once(0.02)
+        if select.select([cc.stdout], [], [], 0)[0]:
+            cc_buf[0] += cc.stdout.read(65536) or b""
+            *done, cc_buf[0] = cc_buf[0].split(b"\n")
+            cc_lines.extend(line.decode().rstrip("\r") for line in done)
+
+    def until(condition, what: str):
+        deadline = time.monotonic() + DEADLINE
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}: watcher saw {watcher.lines[-5:]}"
+            pump()
+
+    def watcher_has(line: str) -> bool:
+        watcher.sock.settimeout(0.01)
+        try:
+            watcher.read_until(line)
+            return True
+        except (socket.timeout, TimeoutError):
+            return line in watcher.lines
+        finally:
+            watcher.sock.settimeout(DEADLINE)
+
+    try:
+        term.wait_for("Welcome to the reactor chat, irssiuser!")
+        term.keys("/join #lobby")
+        until(lambda: watcher_has("*** irssiuser joined #lobby"), "irssi joined")
+        bot.join("#lobby")
+        until(lambda: watcher_has("*** pybot joined #lobby"), "bot joined")
+        until(lambda: watcher_has("*** cc joined #lobby"), "cc joined")
+        # Everyone talks at once; the server decides one order, and everyone must see that one.
+        nc.send("one from nc")
+        bot.privmsg("#lobby", "two from bot")
+        cc.stdin.write(b"three from cc\n")
+        cc.stdin.flush()
+        term.keys("four from irssi")
+        for text in ("<ncuser> one from nc", "<pybot> two from bot", "<cc> three from cc",
+                     "<irssiuser> four from irssi"):
+            until(lambda: watcher_has(text), text)
+        bot.nick("pybot2")
+        nc.send("/nick ncer")
+        term.keys("/nick irssi2")
+        for text in ("*** pybot is now known as pybot2", "*** ncuser is now known as ncer",
+                     "*** irssiuser is now known as irssi2"):
+            until(lambda: watcher_has(text), text)
+        bot.quit("bot bye")
+        until(lambda: watcher_has("*** pybot2 quit (bot bye)"), "bot quit")
+        nc.send("last from nc")
+        until(lambda: watcher_has("<ncer> last from nc") and "<ncer> last from nc" in cc_lines
+              and "last from nc" in term.screen(), "everyone saw the last line")
+        screen = term.screen()
+    finally:
+        bot.close()
+        term.close()
+        cc.stdin.close()
+        try:
+            cc.wait(timeout=DEADLINE)
+        finally:
+            if cc.poll() is None:
+                cc.kill()
+                cc.wait()
+            cc.stdout.close()
+
+    irssi_seen = []
+    for row in screen.splitlines():
+        if m := re.search(r"<[ @+]?(\S+)> (.*)$", row):
+            irssi_seen.append(f"<{m[1]}> {m[2].rstrip()}")
+        elif m := re.search(r"-!- (\S+) is now known as (\S+)", row):
+            irssi_seen.append(f"*** {m[1]} is now known as {m[2]}")
+        elif m := re.search(r"-!- (\S+) \[.*\] has quit \[(.*)\]", row):
+            irssi_seen.append(f"*** {m[1]} quit ({m[2]})")
+    tracked = ["<ncuser> one from nc", "<pybot> two from bot", "<cc> three from cc", "<irssiuser> four from irssi",
+               "*** pybot is now known as pybot2", "*** ncuser is now known as ncer",
+               "*** irssiuser is now known as irssi2", "*** pybot2 quit (bot bye)", "<ncer> last from nc"]
+    reference = [l for l in watcher.lines if l in tracked]
+    assert sorted(reference) == sorted(tracked)
+    nc.read_until("*** pybot2 quit (bot bye)")
+    views = {"ncuser": nc.lines, "pybot": bot_seen, "cc": cc_lines, "irssiuser": irssi_seen}
+    own = {"ncuser": ("<ncuser>", "<ncer>"), "pybot": ("<pybot>",), "cc": ("<cc>",), "irssiuser": ("<irssiuser>", "*** irssiuser is now")}
+    for who, seen in views.items():
+        expected = [l for l in reference if not l.startswith(own[who])]
+        got = [l for l in seen if l in tracked and not l.startswith(own[who])]
+        if who == "pybot":  # it left before the last line
+            expected = expected[:expected.index("*** pybot2 quit (bot bye)")]
+        assert got == expected, (who, got, expected)
+    server.stop()
