@@ -39,3 +39,27 @@ def test_the_split_screen_keeps_the_input_line_intact(server_factory, tmp_path):
     finally:
         term.close()
     server.stop()
+
+
+def test_ctrl_c_in_a_real_telnet_leaves_the_session_working(server_factory, tmp_path):
+    from tests.test_chat_irc import need
+
+    telnet = need("telnet")
+    server = server_factory()
+    watcher = server.client("watcher")
+    term = Tmux(tmp_path, [telnet, "127.0.0.1", str(server.port)], width=100, height=20)
+    try:
+        term.wait_for("Choose a nickname:")
+        term.keys("tel")
+        watcher.read_until("*** tel joined #lobby")
+        term.keys("half a line", enter=False)
+        term.run("send-keys", "-t", "t", "C-c")  # telnet: IAC IP, IAC DO TIMING-MARK; output flushed until answered
+        term.keys("/who")
+        term.wait_for("*** in #lobby: watcher, tel")
+        watcher.send("after ctrl-c")
+        term.wait_for("<watcher> after ctrl-c")
+        term.keys("still typing")
+        watcher.read_until("<tel> still typing")
+    finally:
+        term.close()
+    server.stop()
