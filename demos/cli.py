@@ -36,35 +36,35 @@ class OneLineParser(argparse.ArgumentParser):
 
 def port(text: str) -> int:
     """An argparse type: a TCP port, 0 (pick a free one) to 65535."""
-    value = _number(int, text, "a port number")
+    value = int(_number(int, text, "a port number"))
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0-65535, got {text}")
     return value
 
 
 def positive_int(text: str) -> int:
-    value = _number(int, text, "an integer")
+    value = int(_number(int, text, "an integer"))
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
 
 
 def non_negative_int(text: str) -> int:
-    value = _number(int, text, "an integer")
+    value = int(_number(int, text, "an integer"))
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = _number(float, text, "a number")
+    value = float(_number(float, text, "a number"))
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    value = _number(float, text, "a number")
+    value = float(_number(float, text, "a number"))
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be 0 or a positive number, got {text}")
     return value

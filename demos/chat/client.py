@@ -70,7 +70,7 @@ class ServerLines(LineProtocol):
 
 
 class ChatClient:
-    def __init__(self, reactor: Reactor, nick: Optional[str], ui: UI) -> None:
+    def __init__(self, reactor: Any, nick: Optional[str], ui: UI) -> None:
         self.reactor = reactor
         self.nick = nick or ""
         self.asked_nick = bool(nick)
@@ -169,7 +169,7 @@ class ChatClient:
 class LineUI:
     """Plain lines: stdin's bytes go to the server as they are, server lines are printed."""
 
-    def __init__(self, reactor: Reactor, stdin_fd: int, out: Any) -> None:
+    def __init__(self, reactor: Any, stdin_fd: int, out: Any) -> None:
         self.reactor = reactor
         self.stdin_fd = stdin_fd
         self.out = out

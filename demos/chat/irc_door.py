@@ -469,12 +469,12 @@ class IrcDoor(Door):
             self.send(self.num("366", "*", text="End of /NAMES list"))
             return
         for name in params[0].split(","):
-            room = self.server.chat.find_room(name)
-            if room is None:
+            found = self.server.chat.find_room(name)
+            if found is None:
                 session.note_line(now)
                 self.send(self.num("366", name[:64], text="End of /NAMES list"))
             else:
-                self.do(NamesCmd(room.name), now)
+                self.do(NamesCmd(found.name), now)
 
     def irc_LIST(self, params: list[str], now: float) -> None:
         self.do(ListCmd(), now)

@@ -52,7 +52,7 @@ SHUTDOWN_GRACE = 5.0  # seconds to flush goodbyes before aborting
 
 
 class ChatServer:
-    def __init__(self, reactor: Reactor, *, max_clients: int = 1000, max_line: int = MAX_LINE,
+    def __init__(self, reactor: Any, *, max_clients: int = 1000, max_line: int = MAX_LINE,
                  max_output: int = MAX_OUTPUT, max_queue: int = MAX_QUEUE, limits: Limits = Limits(),
                  irc_ping_interval: float = PING_INTERVAL, irc_ping_timeout: float = PING_TIMEOUT,
                  history_lines: int = HISTORY_LINES, history_bytes: int = HISTORY_BYTES,
@@ -207,7 +207,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"/server add reactor {host}/{irc.address[1]}", flush=True)
         else:
             print("IRC clients: restart with --irc-port 6667, then irssi -c 127.0.0.1 -p 6667", flush=True)
-        if args.monitor is not None:
+        if monitor is not None:
             print(f"monitor: nc 127.0.0.1 {monitor.address[1]}, then type help", flush=True)
         print("Ctrl-C stops the server", flush=True)
         handler.attach(reactor)
