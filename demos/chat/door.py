@@ -105,8 +105,14 @@ class Door(Protocol):
             self.transport.write(("\r\n".join(lines) + "\r\n").encode("utf-8", errors="replace"))
 
     def deliver(self, event: Event) -> None:
-        """An event from someone else (the session's ``deliver``)."""
-        self.emit([event])
+        """An event from someone else (the session's ``deliver``): the fan-out
+        path, once per recipient, so it skips ``emit``'s list."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        lines = self.render(event)
+        if lines:
+            transport.write(("\r\n".join(lines) + "\r\n").encode("utf-8", errors="replace"))
 
     def emit(self, events: list[Event]) -> None:
         """Render *events*; a ``Goodbye`` among them closes the connection after them."""

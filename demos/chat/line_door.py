@@ -182,8 +182,10 @@ class LineDoor(Door):
         self.send(f"!!! line too long (at most {self.max_line()} bytes); it was discarded")
 
     def render(self, event: Event) -> list[str]:
+        if type(event) is Said:  # the fan-out case, first
+            return [f"<{event.who.nick}> {event.text}"]
         session = self.session
-        if session is None:
+        if session is None or type(event) is not Renamed:
             return render_event(event)
         return render_event(event, session.nick, session.current_room is not None)
 
