@@ -915,3 +915,15 @@ def test_joining_shows_recent_lines_with_their_time_and_the_topic(server_factory
     bob.send("/topic")
     assert bob.read_until(lambda l: l.startswith("***"))[-1] == "*** #quiet has no topic"
     server.stop()
+
+
+def test_lines_delayed_by_flood_control_still_go_out_after_the_sender_hangs_up(server_factory):
+    server = server_factory("--flood-rate", "50", "--flood-burst", "5")
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.sock.sendall(b"".join(b"last words %d\n" % i for i in range(60)))
+    bob.sock.shutdown(socket.SHUT_WR)  # as nc does at the end of its input
+    got = alice.read_until(lambda l: l.startswith("*** bob quit"))
+    assert [l for l in got if l.startswith("<bob>")] == [f"<bob> last words {i}" for i in range(60)]
+    assert got[-1] == "*** bob quit (connection closed by peer)"
+    server.stop()
