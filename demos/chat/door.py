@@ -176,6 +176,9 @@ class Door(Protocol):
         self.pump()
 
     def eof_received(self) -> Optional[bool]:
+        # Reading is paused while lines wait their turn, so the end of input
+        # is normally seen only after them; should any still wait, they go
+        # out first and pump() closes the connection after the last.
         self._eof = True
         if self.session is not None and self._held is None and self._framer.buffered == 0:
             return None  # nothing left to do: close
