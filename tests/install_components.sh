@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the real programs the tests drive, where they are missing:
 #   irssi, weechat-headless, ii (IRC clients), tmux (to drive irssi and
-#   chat_client on a terminal), telnet and nc (netcat-openbsd).
+#   chat_client on a terminal) and telnet; nc (netcat-openbsd) on request.
 # Run as root on Debian/Ubuntu (CI does); elsewhere it says what is missing
 # and exits 0, and the tests that need a missing program skip (or, under
 # CI=true, fail). Usage: sh tests/install_components.sh [PROGRAM ...]
@@ -20,7 +20,7 @@ package_for() {
     esac
 }
 
-programs=${*:-"irssi weechat-headless ii tmux telnet nc"}
+programs=${*:-"irssi weechat-headless ii tmux telnet"}
 missing=""
 for program in $programs; do
     command -v "$program" >/dev/null 2>&1 || missing="$missing $(package_for "$program")"
