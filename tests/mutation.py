@@ -90,7 +90,8 @@ MODULES: dict[str, list[str]] = {
     "reactor/datagrams.py": ["tests/test_datagrams.py", "tests/test_reliability.py"],
     "reactor/network.py": ["tests/test_streams.py", "tests/test_datagrams.py", "tests/test_instruments.py",
                            "tests/test_accept_limits.py", "tests/test_tls.py"],
-    "demos/chat_core.py": ["tests/test_chat*.py"],
+    "demos/chat/core.py": ["tests/test_chat*.py"],
+    "demos/chat/session.py": ["tests/test_chat*.py"],
 }
 # Sans-IO modules with fast tests: a smoke run of the whole machinery.
 QUICK = ["reactor/buffers.py", "reactor/framing.py", "reactor/timers.py"]

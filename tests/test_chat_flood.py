@@ -1,7 +1,7 @@
 """The chat server's flood bucket: a burst of at most *burst* lines, *rate* per second after.
 
 Kept apart from test_chat.py, and importing nothing but ``TokenBucket`` from
-``demos.chat_server``, so that reorganising the chat demo moves one import.
+``demos.chat.session``, so that reorganising the chat demo moves one import.
 (Behaviour 5 of issue 19; the planted bug is in docs/TESTING.md.)
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from demos.chat_server import TokenBucket
+from demos.chat.session import TokenBucket
 
 
 def burst_at(bucket: TokenBucket, now: float) -> int:

@@ -26,7 +26,7 @@ def has_functions(path: Path) -> bool:
 def test_every_core_module_with_code_is_mapped_to_tests_that_exist():
     core = {str(p.relative_to(ROOT)) for p in (ROOT / "reactor").glob("*.py") if has_functions(p)}
     assert core <= set(mutation.MODULES), core - set(mutation.MODULES)
-    assert "demos/chat_core.py" in mutation.MODULES
+    assert "demos/chat/core.py" in mutation.MODULES
     for module, patterns in mutation.MODULES.items():
         assert (ROOT / module).exists(), module
         for pattern in patterns:
