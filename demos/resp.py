@@ -217,6 +217,7 @@ class RespConnection(Protocol):
         self.transport: Any = None
         self.ready = False
         self.closed = False
+        self.finished = False  # on_lost has been called: nothing more will happen
         self._pack = hiredis.pack_command
         self._reader = hiredis.Reader(replyError=RedisError, notEnoughData=_NOTHING)
         self._pending: deque[tuple[Optional[Callback], float]] = deque()
@@ -364,6 +365,7 @@ class RespConnection(Protocol):
         self._lost(reason)
 
     def _lost(self, reason: BaseException) -> None:
+        self.finished = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -429,6 +429,8 @@ class Backplane:
         self.chat.reject(op, reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply))
 
     def _message(self, channel: bytes, data: bytes) -> None:
+        if self.state not in ("syncing", "up"):
+            return  # before the sync: the snapshot will have it
         try:
             self.chat.receive(data)
         except Exception:  # a malformed message must not cut the others off
@@ -517,5 +519,81 @@ class Backplane:
 
     def flushed(self) -> bool:
         """After ``close()``: is everything written (both connections gone)?"""
-        return all(conn is None or conn.transport is None or conn.transport.get_write_buffer_size() == 0
-                   and conn.transport.is_closing() for conn in (self.cmd, self.sub))
+        return all(conn is None or conn.finished for conn in (self.cmd, self.sub))
+
+
+# -- the command line (demos/chat/server.py) -----------------------------------------------
+
+def add_options(parser: Any) -> None:
+    """``--redis``, ``--redis-timeout`` and ``--workers`` for the chat server."""
+    from ..cli import positive_float
+    from ..workers import add_workers_option
+
+    parser.add_argument("--redis", metavar="URL",
+                        help="share rooms with every chat server using this Redis "
+                             "(redis://[:password@]host:port/db; needs the hiredis package)")
+    parser.add_argument("--redis-timeout", type=positive_float, default=5.0, metavar="SECONDS",
+                        help="with --redis: a Redis that answers nothing this long is taken for gone "
+                             "(default: %(default)s)")
+    add_workers_option(parser)
+
+
+def check_options(args: Any) -> Optional[str]:
+    """One line saying what is wrong with ``--redis``/``--workers``, or None.
+
+    Checks, in the process that the user started, that a Redis answers at
+    the URL: a typo is an error at start, not a server alone that retries.
+    """
+    from ..resp import hiredis_missing, parse_url, probe
+    from ..workers import check_workers, is_worker
+
+    problem = check_workers(args)
+    if problem:
+        return problem
+    if args.workers is not None and not is_worker():
+        if args.workers > 1 and not args.redis:
+            return ("--workers needs --redis: each worker has its own users, and they share rooms through "
+                    "Redis (e.g. --redis redis://127.0.0.1:6379/0)")
+        if getattr(args, "monitor", None) is not None:
+            return "--monitor serves one process; it cannot be combined with --workers"
+    if not args.redis:
+        return None
+    try:
+        address = parse_url(args.redis)
+    except ValueError as exc:
+        return f"--redis: {exc}"
+    missing = hiredis_missing()
+    if missing:
+        return missing
+    if not is_worker():
+        trouble = probe(address, timeout=min(args.redis_timeout, 5.0))
+        if trouble:
+            return f"cannot use Redis at {address.host}:{address.port}: {trouble} (is redis-server running?)"
+    return None
+
+
+def make_chat(args: Any, history_lines: int, history_bytes: int) -> Optional[SharedChat]:
+    """A ``SharedChat`` when ``--redis`` is given, else None (the plain ``Chat``)."""
+    if not args.redis:
+        return None
+    return SharedChat(server_id(), history_lines=history_lines, history_bytes=history_bytes)
+
+
+def start(reactor: Any, chat: Any, args: Any) -> Optional[Backplane]:
+    if not isinstance(chat, SharedChat):
+        return None
+    from ..resp import parse_url
+
+    plane = Backplane(reactor, chat, parse_url(args.redis), timeout=args.redis_timeout)
+    plane.start()
+    return plane
+
+
+def finish(reactor: Any, plane: Optional[Backplane], timeout: float = 2.0) -> None:
+    """After the loop stopped: say goodbye to Redis and let the last bytes go (at most *timeout* s)."""
+    if plane is None:
+        return
+    plane.close()
+    deadline = time.monotonic() + timeout
+    while not plane.flushed() and time.monotonic() < deadline:
+        reactor.run_once(0.05)
