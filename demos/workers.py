@@ -216,8 +216,9 @@ def _how(status: int) -> str:
 
 class Supervisor:
     def __init__(self, reactor: Reactor, module: str, argv: Sequence[str], endpoints: Sequence[Endpoint],
-                 workers: int, grace: float) -> None:
+                 workers: int, grace: float, ready: str = "listening on ") -> None:
         self.reactor = reactor
+        self.ready = ready
         self.module = module
         self.argv = list(argv)
         self.endpoints = list(endpoints)
@@ -281,7 +282,7 @@ class Supervisor:
             line = raw.decode("utf-8", "replace")
             if slot.index == 1 and slot.spawns == 1:
                 print(line, flush=True)  # the first worker's start-up lines: where, how to connect
-            if line.startswith("listening on "):
+            if line.startswith(self.ready):
                 slot.ready = True
                 if slot.ever_ready:
                     log.info("worker %d (pid %d) is back", slot.index, proc.pid)
@@ -384,11 +385,14 @@ class Supervisor:
 
 
 def supervise(prog: str, module: str, argv: Sequence[str], endpoints: Sequence[Endpoint], workers: int,
-              grace: float = 5.0) -> int:
+              grace: float = 5.0, ready: str = "listening on ") -> int:
     """Run *module* as *workers* processes behind *endpoints*; return the exit status.
 
     *argv*: the program's own options (the workers get them, plus the
-    concrete ports). The caller has validated them already.
+    concrete ports). The caller has validated them already. A worker is
+    ready when it prints a line starting with *ready* (the last line of
+    what it prints at start: the supervisor shows the first worker's lines
+    up to there, then its own).
     """
     problem = reuse_port_problem()
     if problem:
@@ -408,7 +412,7 @@ def supervise(prog: str, module: str, argv: Sequence[str], endpoints: Sequence[E
                 return 2
             reserved.append(endpoint)
         with Reactor() as reactor:
-            supervisor = Supervisor(reactor, module, argv, endpoints, workers, grace)
+            supervisor = Supervisor(reactor, module, argv, endpoints, workers, grace, ready)
             try:
                 supervisor.start()
                 reactor.run()

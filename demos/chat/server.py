@@ -199,7 +199,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if args.irc_tls_port is not None:
                 endpoints.append(workers.Endpoint("--irc-tls-port", args.host, args.irc_tls_port))
         return workers.supervise(prog, "demos.chat_server", sys.argv[1:] if argv is None else argv, endpoints,
-                                 args.workers, grace=args.shutdown_grace)
+                                 args.workers, grace=args.shutdown_grace, ready="Ctrl-C")
     handler = logs.install(logging.DEBUG if args.verbose else logging.INFO)
     limits = Limits(nick_timeout=args.nick_timeout, idle_timeout=args.idle_timeout,
                     line_timeout=args.line_timeout, flood_rate=args.flood_rate, flood_burst=args.flood_burst)
