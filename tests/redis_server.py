@@ -70,7 +70,7 @@ class RedisServer:
             assert REDIS is not None
             self.proc = subprocess.Popen(
                 [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.dir), "--logfile", str(self.log), "--daemonize", "no"],
+                 "--dir", str(self.dir), "--loglevel", "verbose", "--logfile", str(self.log), "--daemonize", "no"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

@@ -44,8 +44,10 @@ talking to each other, and are told so once), and connecting starts again
 after a backoff (0.1 s, doubling, at most 5 s). Once both connections are
 up again: subscribe (and wait for Redis to confirm), load the script, send
 the ``restore`` op (this server's users and rooms, so that a Redis that
-restarted empty has them again, and the others see them come back), ask
-for a snapshot of the whole shared state, and resume.
+restarted empty has them again, and the others see them come back), which
+answers with a snapshot of the whole shared state taken in the same atomic
+step (so its sequence number is exactly where our subscription's events
+take over), and resume.
 """
 
 from __future__ import annotations
@@ -186,6 +188,18 @@ local function member(uid, rk)
   return u
 end
 
+local function snapshot()
+  local rooms = {}
+  for _, rk in ipairs(redis.call('SMEMBERS', ROOMS)) do
+    local r = p .. ':room:' .. rk
+    local topic = redis.call('HMGET', r, 'name', 'topic', 'by', 'tat')
+    table.insert(rooms, {rk, topic[1] or rk, topic[2] or '', topic[3] or '', topic[4] or '0',
+                         redis.call('ZRANGE', p .. ':members:' .. rk, 0, -1),
+                         redis.call('LRANGE', p .. ':history:' .. rk, 0, -1)})
+  end
+  return {tonumber(redis.call('GET', p .. ':seq') or '0'), redis.call('HGETALL', USERS), rooms}
+end
+
 local function reap(sid, why, at)
   for _, uid in ipairs(redis.call('SMEMBERS', p .. ':susers:' .. sid)) do quit(uid, why, at, nil) end
   redis.call('DEL', p .. ':susers:' .. sid, p .. ':alive:' .. sid)
@@ -265,17 +279,7 @@ elseif t == 'restore' then
       end
     end
   end
-  return 'ok'
-elseif t == 'snapshot' then
-  local rooms = {}
-  for _, rk in ipairs(redis.call('SMEMBERS', ROOMS)) do
-    local r = p .. ':room:' .. rk
-    local topic = redis.call('HMGET', r, 'name', 'topic', 'by', 'tat')
-    table.insert(rooms, {rk, topic[1] or rk, topic[2] or '', topic[3] or '', topic[4] or '0',
-                         redis.call('ZRANGE', p .. ':members:' .. rk, 0, -1),
-                         redis.call('LRANGE', p .. ':history:' .. rk, 0, -1)})
-  end
-  return {tonumber(redis.call('GET', p .. ':seq') or '0'), redis.call('HGETALL', USERS), rooms}
+  return snapshot()  -- in the same atomic step: the state right after our users came back
 end
 return 'unknown op ' .. tostring(t)
 """
@@ -382,12 +386,7 @@ class Backplane:
         self.syncs += 1
         restore = self.chat.begin_sync(self._publish, self.clock())
         restore["ttl"] = int(self.alive_ttl * 1000)
-        self._eval(restore, self._restored)
-        self._eval({"t": "snapshot"}, self._snapshot)
-
-    def _restored(self, reply: Any) -> None:
-        if reply != b"ok" and not isinstance(reply, RedisDown):
-            self._fail(f"Redis refused our users back: {reply!r:.200}")
+        self._eval(restore, self._snapshot)  # the reply is the snapshot taken right after
 
     def _snapshot(self, reply: Any) -> None:
         if isinstance(reply, RedisDown):
@@ -430,6 +429,7 @@ class Backplane:
 
     def _message(self, channel: bytes, data: bytes) -> None:
         if self.state not in ("syncing", "up"):
+            log.debug("backplane: %s before the sync: %.200r", self.state, data)
             return  # before the sync: the snapshot will have it
         try:
             self.chat.receive(data)

@@ -290,6 +290,7 @@ class SharedChat(Chat):
             return
         seq = event.get("s", 0)
         if seq <= self.seq:
+            log.debug("skipped event %d (at %d already): %.200r", seq, self.seq, event)
             return  # already in the snapshot
         self.seq = seq
         self.apply(event)
