@@ -417,7 +417,7 @@ class Backplane:
         try:
             self._eval(op, lambda reply: self._replied(op, reply))
         except RedisDown as exc:
-            self._fail(str(exc))
+            self._down(exc)
 
     def _replied(self, op: Op, reply: Any) -> None:
         if reply == b"ok" or isinstance(reply, RedisDown):
@@ -444,7 +444,7 @@ class Backplane:
             self._eval({"t": "heartbeat", "sid": self.chat.sid, "ttl": int(self.alive_ttl * 1000),
                         "at": round(self.clock(), 3)}, self._beaten)
         except RedisDown as exc:
-            self._fail(str(exc))
+            self._down(exc)
             return
         self._timer = self.reactor.call_later(self.heartbeat, self._beat)
 
@@ -459,6 +459,12 @@ class Backplane:
             log.warning("backplane: server %s is gone (its %s user(s) quit)", sid, users)
 
     # -- failures ---------------------------------------------------------------------
+
+    def _down(self, exc: RedisDown) -> None:
+        """A command could not be sent: the connection is going, and its ``on_lost``
+        will say why (a better reason than ours); fail now only if it will not."""
+        if self.cmd is None or self.cmd.finished or self.cmd.on_lost is None:
+            self._fail(str(exc))
 
     def _lost(self, exc: BaseException) -> None:
         self._fail(str(exc) or type(exc).__name__)

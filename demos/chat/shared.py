@@ -502,12 +502,12 @@ class SharedChat(Chat):
         self.outage = why
         ops, self.awaiting = list(self.awaiting.values()), {}
         self.claims.clear()
+        if first:
+            self.announce(OUTAGE.format(why=why), now)
         for op in ops:
             if op["t"] in ("reg", "nick") and not self._local_nick(op):
                 continue
             self.apply(op)
-        if first:
-            self.announce(OUTAGE.format(why=why), now)
 
     def _local_nick(self, op: Op) -> bool:
         """In local mode a nickname is ours if the replica says it is free. A
@@ -616,10 +616,10 @@ class SharedChat(Chat):
             for key, room in list(user.rooms.items()):
                 user.rooms[key] = self.rooms.setdefault(key, room)
         self.seq = int(seq)
-        self._tell_differences(before_members, before_idents, renamed_locals, now)
         if self.outage is not None:
             self.outage = None
             self.announce(RESTORED, now)
+        self._tell_differences(before_members, before_idents, renamed_locals, now)
         held, self.held = self.held or [], None
         for event in held:
             if event.get("s", 0) > self.seq:
