@@ -1,8 +1,9 @@
 #!/bin/sh
 # Install the real programs the tests drive, where they are missing:
 #   irssi, weechat-headless, ii (IRC clients), tmux (to drive irssi and
-#   chat_client on a terminal), telnet, and the openssl CLI (a TLS peer);
-#   nc (netcat-openbsd) on request.
+#   chat_client on a terminal), telnet, the openssl CLI (a TLS peer), and
+#   redis-server (the chat's backplane: the tests start their own, on a
+#   loopback port, without persistence); nc (netcat-openbsd) on request.
 # Run as root on Debian/Ubuntu (CI does); elsewhere it says what is missing
 # and exits 0, and the tests that need a missing program skip (or, under
 # CI=true, fail). Usage: sh tests/install_components.sh [PROGRAM ...]
@@ -17,12 +18,13 @@ package_for() {
         tmux) echo tmux ;;
         telnet) echo telnet ;;
         openssl) echo openssl ;;
+        redis-server) echo redis-server ;;
         nc) echo netcat-openbsd ;;
         *) echo "install_components.sh: unknown program $1" >&2; exit 2 ;;
     esac
 }
 
-programs=${*:-"irssi weechat-headless ii tmux telnet openssl"}
+programs=${*:-"irssi weechat-headless ii tmux telnet openssl redis-server"}
 missing=""
 for program in $programs; do
     command -v "$program" >/dev/null 2>&1 || missing="$missing $(package_for "$program")"
