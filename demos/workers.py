@@ -215,7 +215,7 @@ def _how(status: int) -> str:
 
 
 class Supervisor:
-    def __init__(self, reactor: Reactor, module: str, argv: Sequence[str], endpoints: Sequence[Endpoint],
+    def __init__(self, reactor: Any, module: str, argv: Sequence[str], endpoints: Sequence[Endpoint],
                  workers: int, grace: float, ready: str = "listening on ") -> None:
         self.reactor = reactor
         self.ready = ready

@@ -312,11 +312,15 @@ class SharedChat(Chat):
             log.debug("event for an unknown user: %.200r", event)
         return user
 
-    def _joined_room(self, user: SharedUser, event: Op) -> Optional[Room]:
+    def _in_room(self, event: Op) -> tuple[Optional[SharedUser], Optional[Room]]:
+        """The event's author and room, if the replica has the author in that room."""
+        user = self._user(event)
+        if user is None:
+            return None, None
         room = user.joined.get(event.get("rk", ""))
         if room is None:
             log.debug("event for a room %s is not in: %.200r", user.nick, event)
-        return room
+        return user, room
 
     def _key_user(self, user: SharedUser, key: str) -> None:
         """*user* answers to nickname key *key*; a local user still waiting for
@@ -413,8 +417,7 @@ class SharedChat(Chat):
                 sink(Replay(room.name, tuple(room.history)))
 
     def _apply_part(self, event: Op) -> None:
-        user = self._user(event)
-        room = user and self._joined_room(user, event)
+        user, room = self._in_room(event)
         if user is None or room is None:
             return
         room.send(Left(room.name, user.ident, event.get("why", ""), float(event.get("at", 0.0))))
@@ -423,8 +426,7 @@ class SharedChat(Chat):
         self._tidy(room)
 
     def _apply_line(self, event: Op) -> None:
-        user = self._user(event)
-        room = user and self._joined_room(user, event)
+        user, room = self._in_room(event)
         if user is None or room is None:
             return
         at = float(event.get("at", 0.0))
@@ -438,8 +440,7 @@ class SharedChat(Chat):
             room.send(emote)
 
     def _apply_topic(self, event: Op) -> None:
-        user = self._user(event)
-        room = user and self._joined_room(user, event)
+        user, room = self._in_room(event)
         if user is None or room is None:
             return
         at = float(event.get("at", 0.0))
@@ -447,8 +448,7 @@ class SharedChat(Chat):
         room.send(Topic(room.name, room.topic, user.nick, at, True, at))
 
     def _apply_rnotice(self, event: Op) -> None:
-        user = self._user(event)
-        room = user and self._joined_room(user, event)
+        user, room = self._in_room(event)
         if user is None or room is None:
             return
         room.send(Notice(event["x"], float(event.get("at", 0.0)), user.ident, room.name), exclude=user)
@@ -635,7 +635,7 @@ class SharedChat(Chat):
         for user in self.local_users():
             told: set[str] = set()
             for key, room in user.joined.items():
-                old = before_members.get(key, [])
+                was_there = before_members.get(key, [])
                 new = [getattr(u, "uid", "") for u in room.members.values()]
                 for uid in new:
                     if uid == user.uid or uid in told:
@@ -645,9 +645,9 @@ class SharedChat(Chat):
                     if was is not None and was.nick != other.nick:
                         told.add(uid)
                         user.sink(Renamed(was, other.nick, now))
-                    if uid not in old:
+                    if uid not in was_there:
                         user.sink(Joined(room.name, other.ident, now))
-                for uid in old:
+                for uid in was_there:
                     if uid == user.uid or uid in new or uid not in before_idents:
                         continue
                     if uid not in self.by_uid:
