@@ -19,7 +19,10 @@ server's CPU is the sum over the workers (utime + stime from /proc).
 **Chat fan-out.** ``demos.chat_server`` alone, then ``--workers N --redis``
 (the workers share the room through a ``redis-server`` started for the
 run, in a temporary directory, without persistence): N clients in one
-room, 10 senders, one message in flight each, as ``bench.chat_fanout``. A
+room, 10 senders, ``--window`` (4) messages in flight each (more than
+``bench.chat_fanout``'s one: a line now makes a round trip through Redis
+before it is delivered, and one in flight would measure that latency
+rather than the servers' throughput), paced as ``bench.chat_fanout``. A
 delivery is one line received by one client. Server CPU sums the workers
 (Redis's own CPU is shown apart).
 
@@ -117,7 +120,7 @@ def chat_row(workers: int, args: argparse.Namespace, redis: Optional[RedisProces
     server = fan = None
     try:
         server = Supervised("demos.chat_server", server_args)
-        fan = FanOut(server.port, n, min(10, n), 1, 200e-6)
+        fan = FanOut(server.port, n, min(10, n), args.window, 200e-6)
         r0 = redis.cpu_ticks() if redis is not None else None
         t0 = time.monotonic()
         row.update(run_fanout(fan, server.cpu_ticks, args.warmup, args.duration, n))
@@ -145,6 +148,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--conns", type=int, default=50, help="echo: connections (default 50)")
     parser.add_argument("--size", type=int, default=64, help="echo: bytes per request (default 64)")
     parser.add_argument("--clients", type=int, help="chat: clients in the room (default 100; 20 with --quick)")
+    parser.add_argument("--window", type=int, default=4,
+                        help="chat: messages in flight per sender (default 4: Redis adds a round trip)")
     parser.add_argument("--duration", type=float, help="measured seconds (default 3; 0.5 with --quick)")
     parser.add_argument("--warmup", type=float, help="seconds before measuring (default 1; 0.2 with --quick)")
     parser.add_argument("--repeat", type=int, help="repeats, medians quoted (default 3; 1 with --quick)")
@@ -169,7 +174,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"python -m bench.workers: Python {platform.python_version()} on {platform.platform()}; "
           f"{len(usable_cpus())} cpus, nothing pinned\n"
           f"echo: {args.conns} connections x {args.size} B, {client_kind} load generator; chat: {args.clients} "
-          f"clients in one room, 10 senders; warm-up {args.warmup:g} s, window {args.duration:g} s, "
+          f"clients in one room, 10 senders, {args.window} in flight each; warm-up {args.warmup:g} s, window {args.duration:g} s, "
           f"{args.repeat} repeat(s)\n", flush=True)
     rows: list[dict[str, Any]] = []
     redis = None

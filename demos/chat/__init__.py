@@ -12,6 +12,11 @@ Modules, each importing only from the ones above it:
 - ``line_door``: nc, telnet and the terminal client (``<alice> hi``)
 - ``irc_door``: IRC clients (``:alice!~alice@host PRIVMSG #lobby :hi``)
 - ``logs``: logging that cannot block the loop
+- ``shared``: the chat as a replica of rooms shared by several servers,
+  changed only by events from one ordered log, sans-IO
+- ``backplane``: that log on Redis (``--redis``): two connections
+  (``demos/resp.py``), one Lua script for every change, heartbeats,
+  reconnection; and ``--workers`` for the chat
 - ``server``: options, listeners, shutdown (``python -m demos.chat_server``)
 - ``client``: the terminal client (``python -m demos.chat_client``), with
   ``tui`` for its curses screen
