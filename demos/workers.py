@@ -14,11 +14,12 @@ is shared between workers; a chat's workers share rooms through Redis
 The supervisor:
 
 - **Reserves the ports first.** It binds (without listening) a socket with
-  ``SO_REUSEPORT`` on each port the program serves, and keeps it while it
-  runs: ``--port 0`` becomes one concrete port that every worker, and every
-  replacement worker, then binds too, and no other program can take the
-  port between a worker's death and its replacement. A bound socket that
-  does not listen gets no connections. Without ``SO_REUSEPORT`` (not every
+  ``SO_REUSEPORT`` on each TCP port the program serves, and keeps it while
+  it runs: ``--port 0`` becomes one concrete port that every worker, and
+  every replacement worker, then binds too, and no other program can take
+  the port between a worker's death and its replacement. A bound socket
+  that does not listen gets no connections. (A UDP port, the echo
+  server's, is only checked: a bound UDP socket would get datagrams.) Without ``SO_REUSEPORT`` (not every
   system has it) it says so in one line and exits with status 2.
 - **Starts the workers** with the concrete ports appended to their options
   (the last occurrence of an option wins), ``REACTOR_WORKER=<n>`` in their
@@ -160,7 +161,12 @@ class Endpoint:
 
 
 def _reserve(endpoint: Endpoint) -> None:
-    """Bind (not listen) SO_REUSEPORT sockets on the endpoint's port; port 0 becomes a concrete one."""
+    """Bind (not listen) SO_REUSEPORT sockets on the endpoint's port; port 0 becomes a concrete one.
+
+    A UDP port is only checked, not kept: a bound UDP socket is in the
+    kernel's reuseport group as soon as it is bound, and would get its share
+    of the datagrams without ever reading them.
+    """
     attempts = 10 if endpoint.port == 0 else 1
     last: Optional[OSError] = None
     for _ in range(attempts):
@@ -180,7 +186,10 @@ def _reserve(endpoint: Endpoint) -> None:
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                     sock.bind((sockaddr[0], port, *sockaddr[2:]))
                     port = sock.getsockname()[1]
-            endpoint.port, endpoint.socks = port, socks
+            for sock in socks:
+                if sock.type == socket.SOCK_DGRAM:
+                    sock.close()
+            endpoint.port, endpoint.socks = port, [s for s in socks if s.type == socket.SOCK_STREAM]
             return
         except OSError as exc:
             for sock in socks:

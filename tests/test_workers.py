@@ -61,6 +61,21 @@ def test_four_workers_behind_one_port_serve_400_connections(supervised):
     assert not any(alive(pid) for pid in server.pids)
 
 
+def test_udp_echo_with_workers_loses_no_datagram(supervised):
+    server = supervised("demos.echo_server", "--port", "0", "--workers", "2")
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(30)]
+    try:
+        for i, s in enumerate(socks):  # 30 source ports: the kernel spreads them over the workers
+            s.settimeout(10)
+            s.sendto(b"datagram %d" % i, ("127.0.0.1", server.port))
+        for i, s in enumerate(socks):
+            assert s.recv(100) == b"datagram %d" % i  # none went to a socket that does not read
+    finally:
+        for s in socks:
+            s.close()
+    assert server.stop() == 0
+
+
 def greet(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         data = b""
