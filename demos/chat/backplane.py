@@ -491,6 +491,9 @@ class Backplane:
                 self.outages += 1
                 log.warning("backplane: lost Redis at %s (%s); serving this server's users alone and "
                             "reconnecting", self.address, why)
+            else:
+                log.debug("backplane: lost Redis again (%s)", why)
+            self._attempt_failed_logged = True  # the attempts that follow are part of this outage
             self.chat.go_local(why, self.clock())
         elif not self._attempt_failed_logged:
             self._attempt_failed_logged = True
