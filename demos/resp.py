@@ -18,8 +18,8 @@ says there is no complete reply yet. An error reply (``-ERR ...``) comes out
 as a ``RedisError`` instance passed to the callback, not raised: it
 concerns one command, and the connection carries on.
 
-A connection that has subscribed (``SUBSCRIBE``/``PSUBSCRIBE``) also gets
-*pushes*: ``["message", channel, data]`` and ``["pmessage", pattern,
+A connection that has subscribed (``SUBSCRIBE``/``PSUBSCRIBE``; give it an
+``on_message``) also gets *pushes*: ``["message", channel, data]`` and ``["pmessage", pattern,
 channel, data]`` arrive whenever someone publishes; they go to
 ``on_message(channel, data)`` and never consume a callback. The
 subscription confirmations themselves are replies, one per channel or
@@ -338,12 +338,14 @@ class RespConnection(Protocol):
                 return
             if reply is _NOTHING:
                 break
-            if type(reply) is list and reply and (reply[0] == b"message" or reply[0] == b"pmessage"):
-                if self.on_message is not None:
-                    if reply[0] == b"message":
-                        self.on_message(reply[1], reply[2])
-                    else:
-                        self.on_message(reply[2], reply[3])
+            if (self.on_message is not None and type(reply) is list and reply
+                    and (reply[0] == b"message" or reply[0] == b"pmessage")):
+                # A push (only a subscriber connection gets them: elsewhere an
+                # array starting with "message" is an ordinary reply).
+                if reply[0] == b"message":
+                    self.on_message(reply[1], reply[2])
+                else:
+                    self.on_message(reply[2], reply[3])
                 continue
             if not pending:
                 self.abort(RedisError(f"a reply from {self.address} that nobody asked for: {reply!r:.80}"))

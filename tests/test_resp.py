@@ -32,6 +32,20 @@ def connect(reactor: Reactor, port: int, **kwargs: Any) -> tuple[RespConnection,
     return conn, state
 
 
+def test_an_array_reply_that_looks_like_a_push_is_a_reply(loop, redis_server):
+    conn, state = connect(loop, redis_server.port)
+    conn.on_message = None  # a command connection
+    run_until(loop, lambda: state["ready"])
+    replies: list[Any] = []
+    conn.call("RPUSH", "l", "message", "chan", "data")
+    conn.call("LRANGE", "l", 0, -1, callback=replies.append)
+    conn.call("PING", callback=replies.append)
+    run_until(loop, lambda: len(replies) == 2)
+    assert replies == [[b"message", b"chan", b"data"], b"PONG"]
+    conn.close()
+    run_until(loop, lambda: conn.finished)
+
+
 def test_pipelined_replies_come_back_in_order(loop, redis_server):
     conn, state = connect(loop, redis_server.port)
     run_until(loop, lambda: state["ready"])
@@ -247,3 +261,89 @@ def test_backoff_doubles_to_a_cap_and_resets():
     assert all(0.8 * b <= d <= 1.2 * b for d, b in zip(delays, bases))
     backoff.reset()
     assert backoff.next() <= 0.12
+
+
+# -- replies chopped anywhere (no sockets: the protocol object fed directly) -------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from .conftest import examples  # noqa: E402
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = b""
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def set_max_write_buffer_size(self, size: int) -> None:
+        pass
+
+
+class FakeReactor:
+    def time(self) -> float:
+        return 0.0
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> Any:
+        class Timer:
+            def cancel(self) -> None:
+                pass
+        return Timer()
+
+
+def _resp(value: Any) -> bytes:
+    if isinstance(value, int):
+        return b":%d\r\n" % value
+    if isinstance(value, bytes):
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    if isinstance(value, RedisError):
+        return b"-" + str(value).encode() + b"\r\n"
+    return b"*%d\r\n" % len(value) + b"".join(_resp(v) for v in value)
+
+
+replies = st.recursive(st.integers(-2**40, 2**40) | st.binary(max_size=40)
+                       | st.text("ABC xyz", min_size=1, max_size=10).map(lambda t: RedisError("ERR " + t)),
+                       lambda inner: st.lists(inner, max_size=4), max_leaves=10)
+pushes = st.tuples(st.binary(min_size=1, max_size=10), st.binary(max_size=30))
+
+
+@settings(max_examples=examples(100))
+@given(stream=st.lists(st.one_of(replies.map(lambda r: ("reply", r)), pushes.map(lambda p: ("push", p))),
+                       max_size=20),
+       cuts=st.lists(st.integers(min_value=0), max_size=15))
+def test_replies_and_pushes_chopped_anywhere(stream, cuts):
+    need_hiredis()
+    got: list[Any] = []
+    messages: list[tuple[bytes, bytes]] = []
+    conn = RespConnection(FakeReactor(), RedisAddress("h"), on_message=lambda ch, d: messages.append((ch, d)))
+    conn.connection_made(FakeTransport())
+    expected = [value for kind, value in stream if kind == "reply"]
+    conn.call_many([("PING",)] * len(expected), [got.append] * len(expected))
+    wire = b"".join(_resp(value) if kind == "reply" else _resp([b"message", value[0], value[1]])
+                    for kind, value in stream)
+    points = sorted({c % (len(wire) + 1) for c in cuts}) + [len(wire)]
+    prev = 0
+    for p in points:
+        if p > prev:
+            conn.data_received(wire[prev:p])
+        prev = p
+    assert len(got) == len(expected) and conn.pending == 0
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(b, RedisError):
+            return isinstance(a, RedisError) and str(a) == str(b)
+        if isinstance(b, list):
+            return isinstance(a, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return a == b
+
+    assert all(same(a, b) for a, b in zip(got, expected))
+    assert messages == [value for kind, value in stream if kind == "push"]
