@@ -7,7 +7,9 @@
 - a worker of ``--workers 2`` killed: its users are disconnected, the others
   see them quit, the supervisor starts another;
 - a stopped (SIGSTOP) Redis: the loop is never blocked, the server goes
-  local after ``--redis-timeout``, and comes back when Redis does.
+  local after ``--redis-timeout``, and comes back when Redis does;
+- a server too slow to read its subscription: Redis cuts it off at its
+  client output buffer limit, the server says so and resyncs.
 """
 
 from __future__ import annotations
@@ -216,3 +218,35 @@ def test_redis_option_errors(server_factory, tmp_path):
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_server_too_slow_for_redis_is_cut_off_then_catches_up(server_factory, redis_server):
+    """Redis caps what it holds for a subscriber that does not read (its client output
+    buffer): past it, it drops that connection. The slow server sees it, says so, resyncs."""
+    import re
+    import signal as signals
+
+    a = server_factory("--redis", redis_server.url, "--redis-timeout", "2")
+    b = server_factory("--redis", redis_server.url, "--redis-timeout", "2")
+    ann, amy = a.client("ann"), a.client("amy")
+    bob = b.client("bob")
+    ann.read_until("*** bob joined #lobby")
+    sid = re.search(r"as server (\S+)", b.stderr()).group(1)
+    assert redis_server.command("CONFIG", "SET", "client-output-buffer-limit", "pubsub 1mb 512kb 1") == b"OK"
+    b.proc.send_signal(signals.SIGSTOP)  # B stops reading: its subscription backs up in Redis
+    try:
+        padding = '{"t": "pad", "x": "' + "x" * 1_000_000 + '"}'  # an event B ignores, if it ever reads it
+        for _ in range(30):  # far more than the kernel's socket buffers hold
+            redis_server.command("PUBLISH", f"reactor-chat:0:server:{sid}", padding)
+        ann.send("while B sleeps")
+        amy.read_until("<ann> while B sleeps")  # A's users are not held back
+    finally:
+        b.proc.send_signal(signals.SIGCONT)
+    bob.read_until(out_of_reach)
+    bob.read_until(BACK)
+    ann.send("after the catch-up")
+    bob.read_until("<ann> after the catch-up")
+    assert "for overcoming of output buffer limits" in redis_server.log.read_text()  # Redis cut B off
+    for server in (a, b):
+        code, err = server.stop()
+        assert code == 0 and "Traceback" not in err
