@@ -52,11 +52,11 @@ class Person:
 
 
 class Node:
-    def __init__(self, reactor: Reactor, url: str, name: str) -> None:
+    def __init__(self, reactor: Reactor, url: str, name: str, alive_ttl: float = 5.0) -> None:
         self.reactor = reactor
         self.chat = SharedChat(name)
         self.plane = Backplane(reactor, self.chat, parse_url(url), timeout=2.0, heartbeat=0.2,
-                               backoff=Backoff(0.05, 0.2))
+                               alive_ttl=alive_ttl, backoff=Backoff(0.05, 0.2))
         self.plane.start()
         self.until(lambda: self.plane.state == "up")
 
@@ -217,3 +217,26 @@ def test_redis_restarted_mid_run(two, redis_server):
     with pytest.raises(Exception, match="taken"):
         b.chat.register("ann", other.show, time.time())  # the names were restored in Redis
     assert redis_server.command("HGET", "reactor-chat:0:nicks", "ann") is not None
+
+
+def test_a_server_taken_for_dead_gets_its_users_back(loop, redis_server):
+    """A server that stops beating (a long pause) is removed by the others when its key
+    expires, although its connections are open; when it sees its own users quit, it
+    syncs again and they are back."""
+    a = Node(loop, redis_server.url, "A", alive_ttl=0.6)
+    b = Node(loop, redis_server.url, "B", alive_ttl=0.6)
+    try:
+        ann, bob = Person(a, "ann"), Person(b, "bob")
+        a.until(lambda: ann.saw("*** bob joined #lobby"))
+        a.plane._timer.cancel()  # A stops beating, as if paused; its connections stay open
+        a.plane._timer = None
+        a.until(lambda: bob.saw("*** ann quit (server gone)"), timeout=5)
+        a.until(lambda: a.plane.syncs == 2 and a.plane.state == "up", timeout=5)  # A saw it and synced again
+        a.until(lambda: bob.saw("*** ann joined #lobby"))
+        assert ann.session.nick == "ann" and not ann.session.closed
+        ann.say("still here")
+        a.until(lambda: bob.saw("<ann> still here"))
+    finally:
+        for node in (a, b):
+            node.plane.close()
+        run_until(loop, lambda: a.plane.flushed() and b.plane.flushed())
