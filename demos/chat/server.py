@@ -30,7 +30,7 @@ from reactor.monitor import start_monitor
 from ..cli import (OneLineParser, add_tls_server_options, non_negative_float, non_negative_int, port,
                    positive_float, positive_int, server_tls_context, why)
 from ..tracing_options import add_trace_options, check_trace_file, traced
-from . import logs
+from . import logs, web
 from .core import Chat, HISTORY_BYTES, HISTORY_LINES
 from .door import Door
 from .irc_door import IrcDoor
@@ -82,6 +82,12 @@ class ChatServer:
 
     def listen_irc(self, host: Optional[str], port: int, tls: Optional[ssl.SSLContext] = None) -> Any:
         listener = self.reactor.listen_tcp(lambda: IrcDoor(self), host, port, ssl=tls)
+        self.listeners.append(listener)
+        return listener
+
+    def listen_web(self, host: Optional[str], port: int, site: Any, tls: Optional[ssl.SSLContext] = None) -> Any:
+        """The web door (``web_door.WebSite``: the chat page, its WebSocket, /reactor); https/wss with *tls*."""
+        listener = self.reactor.listen_tcp(lambda: site.door(secure=tls is not None), host, port, ssl=tls)
         self.listeners.append(listener)
         return listener
 
@@ -159,6 +165,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--monitor", type=port, metavar="PORT",
                         help="serve the reactor monitor console on 127.0.0.1:PORT (nc to it, type help)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    web.add_options(parser)
     return parser
 
 
@@ -174,7 +181,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     tls, problem = server_tls_context(args)
     if not problem and tls is None and args.irc_tls_port is not None:
         problem = "--irc-tls-port needs --tls-cert and --tls-key"
-    problem = problem or check_trace_file(args)
+    problem = problem or check_trace_file(args) or web.check_options(args, tls)
     if problem:
         return fail(problem)
     handler = logs.install(logging.DEBUG if args.verbose else logging.INFO)
@@ -200,6 +207,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     irc_tls = server.listen_irc(args.host, args.irc_tls_port, tls)
         except OSError as exc:  # the port is taken, or the address is not ours
             return fail(f"cannot listen on {args.host}:{bad}: {why(exc)} (try another {what})")
+        web_started, problem = web.start(server, args, tls)
+        if problem:
+            return fail(problem)
         monitor = None
         if args.monitor is not None:
             try:
@@ -233,6 +243,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                   flush=True)
         if monitor is not None:
             print(f"monitor: nc 127.0.0.1 {monitor.address[1]}, then type help", flush=True)
+        for line in web.announce(web_started, args.web_monitor):
+            print(line, flush=True)
         print("Ctrl-C stops the server", flush=True)
         handler.attach(reactor)
         try:
