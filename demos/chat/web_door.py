@@ -165,6 +165,7 @@ class WebSite:
         self.sampler = Sampler(server.reactor, server.chat) if self.config.monitor else None
         self.viewers: set[WebDoor] = set()
         self._tick: Any = None
+        self._latest = ""  # the last sample sent, for a page that opens between two
 
     def door(self, secure: bool = False) -> "WebDoor":
         """A protocol factory's product: one connection's door."""
@@ -178,13 +179,15 @@ class WebSite:
             self.sampler.start()
             self._tick = self.server.reactor.call_later(1.0, self._on_tick)
         self.viewers.add(door)
-        door.send_text(encode(self.sampler.sample()))  # something to show at once
+        if self._latest:
+            door.send_text(self._latest)  # something to show at once
 
     def remove_viewer(self, door: "WebDoor") -> None:
         if door in self.viewers:
             self.viewers.discard(door)
             if not self.viewers and self.sampler is not None:
                 self.sampler.stop()
+                self._latest = ""
                 if self._tick is not None:
                     self._tick.cancel()
                     self._tick = None
@@ -192,7 +195,7 @@ class WebSite:
     def _on_tick(self) -> None:
         assert self.sampler is not None
         self._tick = self.server.reactor.call_later(1.0, self._on_tick)
-        text = encode(self.sampler.sample())
+        text = self._latest = encode(self.sampler.sample())
         for door in list(self.viewers):
             door.send_text(text)
 
