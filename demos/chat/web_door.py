@@ -318,6 +318,15 @@ class WebDoor(Protocol):
             if isinstance(event, h11.Request):
                 self._request = event
                 self.requests += 1
+                if len(event.target) > self.config.max_target:
+                    self._answer(414, f"request target too long (at most {self.config.max_target} bytes)",
+                                 close=True)
+                    return
+                # h11 bounds a head that is still arriving; one that came whole in a read is measured here.
+                size = len(event.method) + len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
+                if size > self.config.max_head:
+                    self._answer(431, f"request head too long (at most {self.config.max_head} bytes)", close=True)
+                    return
                 if self._has_body(event):
                     self._answer(400, "this server takes no request body", close=True)
                     return
@@ -387,9 +396,6 @@ class WebDoor(Protocol):
             self._next_cycle()
 
     def _route(self, request: h11.Request) -> None:
-        if len(request.target) > self.config.max_target:
-            self._answer(414, f"request target too long (at most {self.config.max_target} bytes)", close=True)
-            return
         path = request.target.decode("ascii", "replace").partition("?")[0]
         if path in (CHAT_PATH, MONITOR_PATH):
             self._upgrade(request, path)
