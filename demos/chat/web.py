@@ -9,7 +9,7 @@ one clear line, not a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 from typing import Any
 
 from ..cli import non_negative_float, port, positive_float, positive_int, why
@@ -48,11 +48,19 @@ def check_options(args: argparse.Namespace, tls: Any) -> str:
         return (f"--web-monitor shows the loop's insides and is for loopback only, "
                 f"not --host {args.host}: use --host 127.0.0.1")
     if wanted:
-        missing = [name for name in ("h11", "wsproto") if importlib.util.find_spec(name) is None]
+        missing = [name for name in ("h11", "wsproto") if not _importable(name)]
         if missing:
             return (f"the web door needs {' and '.join(missing)}: pip install -e '.[web]' "
                     f"(or pip install h11 wsproto)")
     return ""
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def start(server: Any, args: argparse.Namespace, tls: Any) -> tuple[list[tuple[str, str, Any]], str]:

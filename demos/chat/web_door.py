@@ -551,7 +551,8 @@ class WebDoor(Protocol):
         if ws.state is ConnectionState.REMOTE_CLOSING:  # the browser closed first
             self.transport.write(ws.send(event.response()))
             if self._close_deadline is None:
-                self.reason = "left the page" if event.code == GOING_AWAY else f"closed (code {event.code})"
+                self.reason = {GOING_AWAY: "left the page", NORMAL: "closed the connection"}.get(
+                    event.code, f"closed (code {event.code})")
         elif ws.state is ConnectionState.OPEN:  # not a frame: wsproto's verdict on bad input
             self.reason = f"WebSocket protocol error: {event.reason}"
             self.transport.write(ws.send(CloseConnection(code=event.code, reason=event.reason[:100])))
