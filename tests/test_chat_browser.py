@@ -114,11 +114,12 @@ def test_a_browser_chats_with_nc_and_irc_users(server_factory, browser, tmp_path
     wait(browser, lambda d: "<ircuser> and hello from IRC" in text_of(d, "log"), "the IRC user's line")
     line.send_keys("/me waves to everyone", Keys.ENTER)
     nc.read_until("* alice waves to everyone")
+    wait(browser, lambda d: "alice waves to everyone" in text_of(d, "log"), "the action")
+    keep(browser, tmp_path, "web-chat.png")
+
     nc.send("<b>not bold</b> <img src=x onerror=alert(1)>")  # shown as text, never as HTML
     wait(browser, lambda d: "<img src=x onerror=alert(1)>" in text_of(d, "log"), "markup as text")
     assert not browser.find_elements(By.CSS_SELECTOR, "#log img, #log b")
-
-    keep(browser, tmp_path, "web-chat.png")
     assert console_errors(browser) == []
     line.send_keys("/quit good night", Keys.ENTER)
     nc.read_until("*** alice quit (good night)")

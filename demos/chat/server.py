@@ -1,4 +1,4 @@
-"""The chat server: one ``Chat``, a line door for nc/telnet and, with ``--irc-port``, an IRC door.
+"""The chat server: one ``Chat``, a line door for nc/telnet, an IRC door (``--irc-port``), a web door (``--web-port``).
 
 Run ``python -m demos.chat_server`` (port 7000) and connect a few terminals
 with ``nc 127.0.0.1 7000`` or ``telnet 127.0.0.1 7000``; add ``--irc-port
