@@ -474,6 +474,8 @@ def upgrade(path: str = "/chat", *, key: str = "dGhlIHNhbXBsZSBub25jZQ==", versi
     (upgrade(origin="null"), 403, "the Origin is another site"),
     (upgrade(origin="http://evil.example", host="evil.example"), 101, ""),  # consistent: not cross-site
     (upgrade("/reactor/ws"), 404, "start the server with --web-monitor"),
+    (upgrade("/"), 200, "<title>reactor chat</title>"),  # an upgrade a page does not offer: ignored
+    (upgrade("/elsewhere"), 404, "not found"),
 ])
 def test_websocket_handshake(make_site, raw, status, words):
     site = make_site()
@@ -750,7 +752,15 @@ def test_the_monitor_shows_the_loop_live(make_site):
     viewer.send(viewer.ws.send(CloseConnection(code=1000)))
     viewer.until(lambda: viewer.eof)
     site.run_until(lambda: not site.site.viewers)
-    assert site.reactor.stats().timers_pending <= 2  # the sampler's tick is gone with its last viewer
+    assert site.site._tick is None  # the sampler's tick is gone with its last viewer
+    assert site.reactor.stats().timers_pending == 2  # alice's keepalive, the page's keep-alive connection
+
+
+def test_a_monitor_page_that_never_answers_pings_is_closed(make_site):
+    site = make_site(monitor=True, ping_interval=0.2, ping_timeout=0.2)
+    viewer = WsPeer(site, "/reactor/ws", answer_pings=False)
+    closed = viewer.wait_closed()
+    assert viewer.pings == 1 and (closed.code, closed.reason) == (1008, "ping timeout")
 
 
 @pytest.mark.parametrize("host", ["evil.example:PORT", "192.168.1.1:PORT"])
