@@ -190,11 +190,13 @@ function handle(ev) {
       }
       break;
     }
-    case "names":
-      openWindow("#" + ev.room, "room").members = ev.nicks;
-      if (!ev.on_join) addLine("#" + ev.room, [[`in #${ev.room}: ${ev.nicks.join(", ")}`, ""]], "event");
+    case "names": {  // (a /who for a room we are not in shows in the tab on show)
+      const win = windows.get("#" + ev.room);
+      if (win) win.members = ev.nicks;
+      if (!ev.on_join) addLine(win ? win.name : active, [[`in #${ev.room}: ${ev.nicks.join(", ")}`, ""]], "event");
       draw();
       break;
+    }
     case "topic": {
       const win = openWindow("#" + ev.room, "room");
       win.topic = ev.text;
