@@ -174,6 +174,14 @@ def run_server(*args: str, prelude: str = "") -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=DEADLINE)
 
 
+def test_without_web_options_the_server_says_how_to_open_it_in_a_browser(server_factory):
+    server = server_factory()
+    assert "browsers: restart with --web-port 8080, then open http://127.0.0.1:8080/" in server.startup
+    assert not any(line.startswith("web on ") for line in server.startup)
+    code, err = server.stop()
+    assert code == 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["--web-tls-port", "0"], "--web-tls-port needs --tls-cert and --tls-key"),
     (["--web-monitor"], "--web-monitor needs --web-port (or --web-tls-port)"),

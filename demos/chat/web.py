@@ -87,6 +87,8 @@ def start(server: Any, args: argparse.Namespace, tls: Any) -> tuple[list[tuple[s
 
 def announce(started: list[tuple[str, str, Any]], monitor: bool) -> list[str]:
     """What to print: where the web door listens, and the address to open."""
+    if not started:
+        return ["browsers: restart with --web-port 8080, then open http://127.0.0.1:8080/"]
     lines = []
     for label, _, listener in started:
         host, number = listener.address[:2]
