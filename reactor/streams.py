@@ -51,7 +51,7 @@ __all__ = ["StreamTransport", "MAX_READ_SIZE", "IOV_MAX", "ProtocolFactory", "Pa
 
 logger = logging.getLogger("reactor")
 
-_OPEN, _CLOSING, _LOST = State.OPEN, State.CLOSING, State.LOST
+_OPEN, _CLOSING, _LOST = State.OPEN.value, State.CLOSING.value, State.LOST.value
 
 # One recv() per readiness event, at most this much, so that one peer cannot
 # keep the loop to itself. recv(n) allocates n bytes and shrinks them to what
@@ -319,7 +319,7 @@ class StreamTransport(SocketTransport):
         state = self._state
         if state >= _LOST:
             return  # closed from resume_writing(); connection_lost is on its way
-        if state is _CLOSING:
+        if state == _CLOSING:
             self._schedule_connection_lost(None)
         elif self._eof_written:
             self._shutdown_write()
