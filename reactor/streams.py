@@ -74,6 +74,11 @@ try:
 except (AttributeError, ValueError, OSError):  # pragma: no cover
     IOV_MAX = 16
 
+# TLS's time limits (asyncio's defaults), here so that listening and
+# connecting without TLS never import ssl (tlsstreams.py does, lazily).
+DEFAULT_HANDSHAKE_TIMEOUT = 60.0
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+
 StreamProtocol = Union[Protocol, BufferedProtocol]
 ProtocolFactory = Callable[[], StreamProtocol]
 PathLike = Union[str, bytes, "os.PathLike[str]"]

@@ -59,7 +59,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 from .buffers import BytesLike
 from .protocols import BufferedProtocol, Protocol
 from .registry import TransportHost
-from .streams import StreamTransport
+from .streams import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, StreamTransport
 from .tls import HANDSHAKE_DONE, PEER_CLOSED, TLSEngine, TLSState
 from .transports import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER
 
@@ -68,8 +68,6 @@ __all__ = ["TLSProtocol", "TLSTransport", "start_tls", "client_context", "SSLArg
 
 logger = logging.getLogger("reactor")
 
-DEFAULT_HANDSHAKE_TIMEOUT = 60.0  # asyncio's ssl_handshake_timeout
-DEFAULT_SHUTDOWN_TIMEOUT = 30.0  # asyncio's ssl_shutdown_timeout
 
 AppProtocol = Union[Protocol, BufferedProtocol]
 SSLArgument = Union[ssl.SSLContext, bool, None]
