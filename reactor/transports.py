@@ -62,12 +62,23 @@ from .registry import TransportHost
 if TYPE_CHECKING:  # pragma: no cover
     from .protocols import BaseProtocol
 
-__all__ = ["SocketTransport", "State", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER"]
+__all__ = ["SocketTransport", "State", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER", "water_marks"]
 
 logger = logging.getLogger("reactor")
 
 DEFAULT_HIGH_WATER = 64 * 1024  # asyncio's default
 DEFAULT_LOW_WATER = 16 * 1024  # asyncio's default: a quarter of high
+
+
+def water_marks(high: Optional[int], low: Optional[int]) -> tuple[int, int]:
+    """(high, low) with asyncio's defaults: high 64 KiB, or 4 * low; low high // 4."""
+    if high is None:
+        high = DEFAULT_HIGH_WATER if low is None else 4 * low
+    if low is None:
+        low = high // 4
+    if not high >= low >= 0:
+        raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+    return high, low
 
 
 class State(enum.IntEnum):
@@ -313,13 +324,7 @@ class SocketTransport:
         *low* defaults to *high* // 4. Requires ``high >= low >= 0``. New
         marks that put the buffer on the other side call the protocol now.
         """
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water, self._low_water = high, low
+        self._high_water, self._low_water = water_marks(high, low)
         if self._state >= _LOST:
             return
         self._maybe_pause_protocol()
