@@ -1,4 +1,4 @@
-"""The chat server: one ``Chat``, a line door for nc/telnet and, with ``--irc-port``, an IRC door.
+"""The chat server: one ``Chat``, a line door for nc/telnet, an IRC door (``--irc-port``), a web door (``--web-port``).
 
 Run ``python -m demos.chat_server`` (port 7000) and connect a few terminals
 with ``nc 127.0.0.1 7000`` or ``telnet 127.0.0.1 7000``; add ``--irc-port
@@ -36,7 +36,7 @@ from ..cli import (OneLineParser, add_tls_server_options, non_negative_float, no
                    positive_float, positive_int, server_tls_context, why)
 from ..tracing_options import add_trace_options, check_trace_file, traced
 from .. import workers
-from . import backplane, logs
+from . import backplane, logs, web
 from .core import Chat, HISTORY_BYTES, HISTORY_LINES
 from .door import Door
 from .irc_door import IrcDoor
@@ -92,6 +92,13 @@ class ChatServer:
 
     def listen_irc(self, host: Optional[str], port: int, tls: Optional[ssl.SSLContext] = None) -> Any:
         listener = self.reactor.listen_tcp(lambda: IrcDoor(self), host, port, ssl=tls,
+                                           reuse_port=self.reuse_port)
+        self.listeners.append(listener)
+        return listener
+
+    def listen_web(self, host: Optional[str], port: int, site: Any, tls: Optional[ssl.SSLContext] = None) -> Any:
+        """The web door (``web_door.WebSite``: the chat page, its WebSocket, /reactor); https/wss with *tls*."""
+        listener = self.reactor.listen_tcp(lambda: site.door(secure=tls is not None), host, port, ssl=tls,
                                            reuse_port=self.reuse_port)
         self.listeners.append(listener)
         return listener
@@ -171,6 +178,7 @@ def build_parser() -> OneLineParser:
                         help="serve the reactor monitor console on 127.0.0.1:PORT (nc to it, type help)")
     backplane.add_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    web.add_options(parser)
     return parser
 
 
@@ -186,7 +194,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     tls, problem = server_tls_context(args)
     if not problem and tls is None and args.irc_tls_port is not None:
         problem = "--irc-tls-port needs --tls-cert and --tls-key"
-    problem = problem or backplane.check_options(args) or check_trace_file(args)
+    problem = problem or backplane.check_options(args) or check_trace_file(args) or web.check_options(args, tls)
     if problem:
         return fail(problem)
     if args.workers is not None and not workers.is_worker():
@@ -198,6 +206,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             endpoints.append(workers.Endpoint("--tls-port", args.host, args.tls_port))
             if args.irc_tls_port is not None:
                 endpoints.append(workers.Endpoint("--irc-tls-port", args.host, args.irc_tls_port))
+            if args.web_tls_port is not None:
+                endpoints.append(workers.Endpoint("--web-tls-port", args.host, args.web_tls_port))
+        if args.web_port is not None:
+            endpoints.append(workers.Endpoint("--web-port", args.host, args.web_port))
         return workers.supervise(prog, "demos.chat_server", sys.argv[1:] if argv is None else argv, endpoints,
                                  args.workers, grace=args.shutdown_grace, ready="Ctrl-C")
     handler = logs.install(logging.DEBUG if args.verbose else logging.INFO)
@@ -224,6 +236,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     irc_tls = server.listen_irc(args.host, args.irc_tls_port, tls)
         except OSError as exc:  # the port is taken, or the address is not ours
             return fail(f"cannot listen on {args.host}:{bad}: {why(exc)} (try another {what})")
+        web_started, problem = web.start(server, args, tls)
+        if problem:
+            return fail(problem)
         monitor = None
         if args.monitor is not None:
             try:
@@ -259,6 +274,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                   flush=True)
         if monitor is not None:
             print(f"monitor: nc 127.0.0.1 {monitor.address[1]}, then type help", flush=True)
+        for line in web.announce(web_started, args.web_monitor):
+            print(line, flush=True)
         if plane is not None:
             print(f"rooms shared through Redis at {plane.address} (start more servers with the same --redis)",
                   flush=True)
