@@ -22,7 +22,7 @@ import sys
 import pytest
 
 from .redis_server import RedisServer, need_redis, redis_server  # noqa: F401
-from .test_chat import Client, Server, server_factory  # noqa: F401
+from .test_chat import Client, Server, read_line, server_factory  # noqa: F401
 from .workers_util import connection_owners
 
 BACK = "*** the other chat servers are back"
@@ -136,7 +136,8 @@ def test_redis_restarted_mid_run(server_factory, redis_server):
                     reason="needs SO_REUSEPORT, and /proc to see which worker serves whom")
 def test_a_worker_killed_mid_run(server_factory, redis_server):
     server = server_factory("--redis", redis_server.url, "--workers", "2")
-    line = next(l for l in [server.proc.stdout.readline().decode()] if "worker(s) serving" in l)
+    line = read_line(server.proc)  # the supervisor's, after the first worker's start-up lines
+    assert "worker(s) serving" in line, line
     pids = [int(p) for p in line.split("(pids ")[1].split(")")[0].split(", ")]
     users = []
     for i in range(40):  # until both workers have users (the kernel hashes the ports)
@@ -223,7 +224,6 @@ def test_redis_option_errors(server_factory, tmp_path):
 def test_a_server_too_slow_for_redis_is_cut_off_then_catches_up(server_factory, redis_server):
     """Redis caps what it holds for a subscriber that does not read (its client output
     buffer): past it, it drops that connection. The slow server sees it, says so, resyncs."""
-    import re
     import signal as signals
 
     a = server_factory("--redis", redis_server.url, "--redis-timeout", "2")
@@ -231,7 +231,7 @@ def test_a_server_too_slow_for_redis_is_cut_off_then_catches_up(server_factory, 
     ann, amy = a.client("ann"), a.client("amy")
     bob = b.client("bob")
     ann.read_until("*** bob joined #lobby")
-    sid = re.search(r"as server (\S+)", b.stderr()).group(1)
+    sid = redis_server.command("HGET", "reactor-chat:0:nicks", "bob").decode().rsplit("/", 1)[0]  # bob's server
     assert redis_server.command("CONFIG", "SET", "client-output-buffer-limit", "pubsub 1mb 512kb 1") == b"OK"
     b.proc.send_signal(signals.SIGSTOP)  # B stops reading: its subscription backs up in Redis
     try:
