@@ -29,10 +29,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PARENT_ENV = "REACTOR_BENCH_PARENT"
 
 
-def child_env() -> dict[str, str]:
-    """The environment for a benchmark child: the repository importable, our pid known."""
+def child_env(path_first: Sequence[str] = ()) -> dict[str, str]:
+    """The environment for a benchmark child: the repository importable, our pid known.
+
+    *path_first*: directories searched before the repository (the compiled
+    build of ``bench.compiled``).
+    """
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = os.pathsep.join([*path_first, str(ROOT)]) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env[PARENT_ENV] = str(os.getpid())
     return env
 
@@ -134,7 +139,8 @@ class Child:
     """
 
     def __init__(self, argv: Sequence[str], *, stdin: bool = False, stderr: Any = None,
-                 cpus: Optional[Sequence[int]] = None) -> None:
+                 cpus: Optional[Sequence[int]] = None, path_first: Optional[str] = None) -> None:
+        """*path_first*: a directory to run in and import from first (see ``child_env``)."""
         self.argv = list(argv)
         self._stderr_file: Optional[IO[bytes]] = None
         if stderr is None:
@@ -144,7 +150,7 @@ class Child:
         self.proc = subprocess.Popen(
             self.argv, stdout=subprocess.PIPE, stderr=stderr,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            cwd=str(ROOT), env=child_env())
+            cwd=path_first or str(ROOT), env=child_env([path_first] if path_first else []))
         self.pid = self.proc.pid
         self.pinned = pin(self.pid, cpus)
         self._buf = b""
