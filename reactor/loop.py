@@ -316,11 +316,12 @@ class BaseReactor:
         self._select_seconds += t1 - t0
         if instruments is not None and instruments.after_select is not None:
             instruments.after_select(self._as_events(fd_events), t1 - t0)
-        key_get, append = fd_to_key.get, self._ready.append
+        append = self._ready.append
         read_bits, write_bits, invalid = self._poll_read, self._poll_write, self._poll_invalid
         for fd, bits in fd_events:
-            key = key_get(fd)
-            if key is None:
+            try:
+                key = fd_to_key[fd]  # (a subscript is cheaper than .get(), and never misses here)
+            except KeyError:
                 continue
             if bits & invalid:  # POLLNVAL: closed while registered
                 self._drop_dead_fds([key])
@@ -412,16 +413,19 @@ class BaseReactor:
         """
         ready = self._ready
         self._iterations += 1
-        ran = 0
+        # Handles run = those dequeued (i + 1) minus those skipped: counted
+        # at the end, not one addition per handle.
+        i = -1
+        skipped = 0
         if instruments is not None and not instruments.watches_callbacks:
             instruments = None  # nobody listens to callbacks: no timing around each one
         popleft = ready.popleft
         try:  # (free unless it raises: KeyboardInterrupt must not lose the count)
-            for _ in range(len(ready)):
+            for i in range(len(ready)):
                 handle = popleft()
                 if handle._cancelled:
+                    skipped += 1
                     continue
-                ran += 1
                 if instruments is not None:  # (hooks looked up per handle: a raising
                     started = self._before_callback(instruments, handle)  # instrument is gone at once)
                 try:
@@ -433,7 +437,7 @@ class BaseReactor:
                 if instruments is not None and instruments.after_callback is not None:
                     instruments.after_callback(handle, _perf_counter() - started)
         finally:
-            self._callbacks_run += ran
+            self._callbacks_run += i + 1 - skipped
 
     @staticmethod
     def _before_callback(instruments: InstrumentSet, handle: Handle) -> float:
