@@ -4,7 +4,7 @@
   SIGTERM when the benchmark that started it dies, so nothing outlives a
   killed run.
 * ``raise_nofile()``: the soft RLIMIT_NOFILE up to the hard limit.
-* ``cpu_ticks(pid)``, ``rss_kib(pid)``, ``hwm_kib(pid)``: a process's own
+* ``cpu_ticks(pid)`` (``sys_ticks(pid)``: its kernel part), ``rss_kib(pid)``, ``hwm_kib(pid)``: a process's own
   CPU accounting (utime + stime from ``/proc/PID/stat``) and memory
   (``VmRSS``, ``VmHWM`` from ``/proc/PID/status``).
 * ``pin(pid, cpus)``: ``sched_setaffinity`` when the platform has it.
@@ -89,6 +89,16 @@ def cpu_ticks(pid: int) -> Optional[int]:
     # The command name (field 2) is in parentheses and may hold spaces.
     fields = raw[raw.rindex(b")") + 2:].split()
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def sys_ticks(pid: int) -> Optional[int]:
+    """stime of *pid* alone (time in the kernel on its behalf: system calls), in clock ticks."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return int(raw[raw.rindex(b")") + 2:].split()[12])
 
 
 def _status_kib(pid: int, key: bytes) -> Optional[int]:

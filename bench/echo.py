@@ -56,6 +56,10 @@ Method
   the window; at 90% of its core or more it may be the bottleneck, and the
   table says so ("client saturated"): the server's figure is then a lower
   bound.
+* **The kernel's part.** "(kernel)" is the server's stime alone per
+  request: the system calls (recv, send, epoll_wait), which every server
+  makes alike and no user-space work can save. It is read in clock ticks
+  (10 ms), so it is approximate for short windows.
 * **Latency** is per request, send of the first byte to receipt of the last,
   in a log-linear histogram (1.6% resolution): p50 and p99.
 * **Peak RSS** is the server's ``VmHWM`` at the end of its measurement.
@@ -93,6 +97,7 @@ from typing import Any, Optional, Sequence
 
 from bench import compiled
 from bench._proc import (CLK_TCK, Child, ChildTimeout, cpu_ticks, hwm_kib, pin, raise_nofile, rss_kib,
+                         sys_ticks,
                          usable_cpus, write_json)
 
 # "selectors" is not a peer but the floor: a bare selectors loop (bench.servers).
@@ -232,7 +237,7 @@ def measure(kind: str, setup: Setup, size: int, conns: int, idle: int = 0) -> di
         if idle:
             argv += ["--idle", str(idle)]
         with Child(argv, stdin=bool(idle), cpus=setup.client_cpus) as client:
-            marks: dict[str, tuple[float, Optional[int], Optional[int]]] = {}
+            marks: dict[str, tuple[float, Optional[int], Optional[int], Optional[int]]] = {}
             doc: Optional[dict[str, Any]] = None
             timeout = setup.warmup + setup.duration + 60 + idle / 50
             try:
@@ -241,7 +246,8 @@ def measure(kind: str, setup: Setup, size: int, conns: int, idle: int = 0) -> di
                     if line is None:
                         break
                     if line in ("start", "end", "before", "after"):
-                        marks[line] = (time.monotonic(), cpu_ticks(server.pid), rss_kib(server.pid))
+                        marks[line] = (time.monotonic(), cpu_ticks(server.pid), rss_kib(server.pid),
+                                       sys_ticks(server.pid))
                         if line in ("before", "after"):
                             client.send_line()
                     elif line.startswith("{"):
@@ -259,14 +265,18 @@ def measure(kind: str, setup: Setup, size: int, conns: int, idle: int = 0) -> di
         if server.proc.poll() is not None:
             row["error"] = f"server died: {server.stderr_tail()}"
             return row
-    (t0, c0, _), (t1, c1, _) = marks["start"], marks["end"]
+    (t0, c0, _, k0), (t1, c1, _, k1) = marks["start"], marks["end"]
     server_cpu = (c1 - c0) / CLK_TCK if c0 is not None and c1 is not None else float("nan")
+    # The kernel's part (system calls: recv, send, epoll_wait): what no
+    # user-space work can save (docs/PERFORMANCE.md, "Where the time goes").
+    server_sys = (k1 - k0) / CLK_TCK if k0 is not None and k1 is not None else float("nan")
     requests = doc["requests"]
     row.update(
         ok=requests > 0, requests=requests, duration=doc["duration"], rps=doc["rps"],
         p50_us=doc["p50_us"], p99_us=doc["p99_us"], mean_us=doc["mean_us"], max_us=doc["max_us"],
         server_cpu_s=server_cpu, server_cpu_frac=server_cpu / (t1 - t0) if t1 > t0 else float("nan"),
         cpu_us_per_req=server_cpu * 1e6 / requests if requests else float("nan"),
+        sys_us_per_req=server_sys * 1e6 / requests if requests else float("nan"),
         peak_rss_kib=hwm, client_cpu_s=doc["cpu_s"], client_cpu_frac=doc["cpu_frac"],
         client_saturated=doc["cpu_frac"] >= SATURATED)
     if not requests:
@@ -367,7 +377,7 @@ def find(summary: list[dict[str, Any]], kind: str, size: int, conc: int) -> dict
 def grid_tables(summary: list[dict[str, Any]], kinds: Sequence[str], all_kinds: Sequence[str],
                 status: dict[str, str], cells: Sequence[tuple[int, int]], repeat: int) -> str:
     lines = []
-    header = (f"{'server':<{W}} {'req/s':>9} {'x asyncio':>9} {'CPU us/req':>10} {'x asyncio':>9} "
+    header = (f"{'server':<{W}} {'req/s':>9} {'x asyncio':>9} {'CPU us/req':>10} {'(kernel)':>8} {'x asyncio':>9} "
               f"{'x uvloop':>8} {'x floor':>7} {'p50 us':>8} {'p99 us':>8} {'peak RSS':>9} "
               f"{'srv CPU':>7} {'client CPU':>10}")
     for size, conc in cells:
@@ -388,7 +398,8 @@ def grid_tables(summary: list[dict[str, Any]], kinds: Sequence[str], all_kinds: 
                 client += f"  CLIENT SATURATED ({sat}/{entry['runs']} runs)"
             lines.append(
                 f"{kind:<{W}} {fmt(entry['rps'], ',.0f', 9)} {ratio(entry.get('ratio_rps'), 9)} "
-                f"{fmt(entry['cpu_us_per_req'], '.2f', 10)} {ratio(entry.get('ratio_cpu'), 9)} "
+                f"{fmt(entry['cpu_us_per_req'], '.2f', 10)} {fmt(entry.get('sys_us_per_req'), '.2f', 8)} "
+                f"{ratio(entry.get('ratio_cpu'), 9)} "
                 f"{ratio(entry.get('cpu_x_uvloop'), 8)} {ratio(entry.get('cpu_x_floor'), 7)} "
                 f"{fmt(entry['p50_us'], ',.0f', 8)} {fmt(entry['p99_us'], ',.0f', 8)} "
                 f"{fmt(entry['peak_rss_kib'] / 1024, '.1f', 5)} MiB {fmt(entry['server_cpu_frac'] * 100, '.0f', 6)}% "
@@ -601,7 +612,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         pin(0, old_affinity)
     elapsed = time.monotonic() - started
 
-    keys = ("rps", "cpu_us_per_req", "p50_us", "p99_us", "peak_rss_kib", "server_cpu_frac",
+    keys = ("rps", "cpu_us_per_req", "sys_us_per_req", "p50_us", "p99_us", "peak_rss_kib", "server_cpu_frac",
             "client_cpu_frac", "requests")
     summary = summarise(runs, keys, kinds, cells, idle=False)
     idle_summary = (summarise(runs, keys + ("rss_before_kib", "rss_after_kib", "kib_per_conn"), kinds,
