@@ -55,7 +55,7 @@ from __future__ import annotations
 import enum
 import logging
 import socket
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Final, Optional
 
 from .registry import TransportHost
 
@@ -80,7 +80,12 @@ class State(enum.IntEnum):
     CLOSED = 4
 
 
-_NEW, _OPEN, _CLOSING, _LOST, _CLOSED = State  # (module constants: cheaper than State.X)
+# Module constants: cheaper than State.X (and, Final, constants in the compiled build).
+_NEW: Final = State.NEW
+_OPEN: Final = State.OPEN
+_CLOSING: Final = State.CLOSING
+_LOST: Final = State.LOST
+_CLOSED: Final = State.CLOSED
 
 
 class SocketTransport:
