@@ -327,7 +327,8 @@ class BaseReactor:
             if bits & invalid:  # POLLNVAL: closed while registered
                 self._drop_dead_fds([key])
                 continue
-            reader, writer = key.data
+            handles: tuple[Optional[Handle], Optional[Handle]] = key.data  # (typed: unpacked natively when compiled)
+            reader, writer = handles
             # (A cancelled handle is skipped when run, in step 5.)
             if bits & read_bits and reader is not None:
                 append(reader)
