@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, NoReturn, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -31,6 +31,19 @@ def why(exc: OSError) -> str:
     return (exc.strerror or str(exc)).partition(" (while attempting")[0]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr and exit status 2.
+
+    argparse prints the whole usage block before the error; for a server
+    started by a script or a supervisor, the one line that says what is
+    wrong is what matters (``--help`` still shows the usage).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def _option_type(convert: Callable[[str], Any], kind: str, ok: Callable[[Any], bool],
                  rule: str) -> Callable[[str], Any]:
     """An argparse type: *convert* the text, then check it, with one clear line if either fails."""
@@ -38,17 +51,21 @@ def _option_type(convert: Callable[[str], Any], kind: str, ok: Callable[[Any], b
         try:
             value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
         if not ok(value):
-            raise argparse.ArgumentTypeError(f"{text} is out of range ({rule})")
+            raise argparse.ArgumentTypeError(f"{rule}, got {text}")
         return value
     parse.__name__ = kind.split()[-1]  # what argparse names in "invalid ... value"
     return parse
 
 
-port = _option_type(int, "a port number", lambda v: 0 <= v <= 65535, "0-65535; 0 picks a free one")
-positive_int = _option_type(int, "a whole number", lambda v: v >= 1, "at least 1")
-positive_float = _option_type(float, "a number", lambda v: v > 0, "more than 0")
+_INF = float("inf")
+port = _option_type(int, "a port number", lambda v: 0 <= v <= 65535, "port must be 0-65535")
+positive_int = _option_type(int, "an integer", lambda v: v >= 1, "must be at least 1")
+non_negative_int = _option_type(int, "an integer", lambda v: v >= 0, "must be 0 or more")
+positive_float = _option_type(float, "a number", lambda v: 0 < v < _INF, "must be a positive number")
+non_negative_float = _option_type(float, "a number", lambda v: 0 <= v < _INF,
+                                  "must be 0 or a positive number")
 
 
 def receive_send_parser(prog: str, doc: str, receive_help: str, send_help: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from reactor.tracing import ChromeTracer, StderrTracer
 
@@ -43,3 +43,18 @@ def traced(reactor: Any, args: argparse.Namespace) -> Iterator[None]:
             chrome.close()
             logging.getLogger("demos").info("trace written to %s (%d events)",
                                             args.trace, len(chrome.events))
+
+
+def check_trace_file(args: argparse.Namespace) -> Optional[str]:
+    """Create the ``--trace`` file now: a path that cannot be written is a
+    one-line error at start, not a traceback at exit with the trace lost.
+    Returns the error, or None."""
+    path = getattr(args, "trace", None)
+    if not path:
+        return None
+    try:
+        with open(path, "w", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        return f"cannot write the trace file {path}: {exc.strerror or exc}"
+    return None

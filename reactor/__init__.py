@@ -13,6 +13,8 @@ Layers, each importing only from the ones above it in this list:
 - ``transports``: ``SocketTransport``, the lifecycle every transport shares
 - ``streams``: ``StreamTransport``, a connected TCP or Unix socket
 - ``datagrams``: ``DatagramTransport``, UDP with whole-datagram send queues
+- ``tls``: ``TLSEngine``, TLS as a sans-IO state machine (``ssl.MemoryBIO``)
+- ``tlsstreams``: ``TLSTransport``, TLS over a stream transport, and STARTTLS
 - ``listeners``: listening and accepting (TCP and Unix)
 - ``connectors``: connecting (TCP and Unix)
 - ``network``: ``Reactor``, the loop plus its network front doors
@@ -31,13 +33,15 @@ from .network import Reactor
 from .protocols import BaseProtocol, BufferedProtocol, DatagramProtocol, LineProtocol, Protocol
 from .registry import ConnectionRegistry, TransportHost
 from .streams import StreamTransport
+from .tls import TLSEngine
+from .tlsstreams import TLSTransport
 from .transports import SocketTransport
 
 __all__ = [
     "Reactor", "BaseReactor", "Handle", "TimerHandle", "MAX_SELECT_TIMEOUT",
     "BaseProtocol", "Protocol", "BufferedProtocol", "LineProtocol", "DatagramProtocol",
     "SocketTransport", "StreamTransport", "DatagramTransport", "Listener", "Connector",
-    "ConnectionRegistry", "TransportHost",
+    "ConnectionRegistry", "TransportHost", "TLSEngine", "TLSTransport",
     "LineFramer", "LengthPrefixFramer", "NetstringFramer",
     "ReactorError", "FramingError", "FrameTooLong", "WriteBufferOverflow", "ConnectTimeout",
     "DatagramTruncated", "COMPILED",

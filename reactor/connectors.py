@@ -22,11 +22,13 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from .errors import ConnectTimeout
 from .registry import TransportHost
 from .streams import PathLike, ProtocolFactory, StreamTransport, check_factory
+from .tlsstreams import (DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, SSLArgument, TLSProtocol,
+                         TLSTransport, check_timeouts, client_context)
 
 __all__ = ["Connector", "connect_tcp", "connect_unix"]
 
@@ -37,11 +39,18 @@ class Connector:
     ``add_done_callback(fn)`` calls ``fn(connector)`` from the loop once the
     attempt is over (at once, via ``call_soon``, if it already is).
     ``cancel()`` abandons a pending attempt.
+
+    Over TLS (*tls* given) the attempt is done when the handshake is: the
+    transport is then the plaintext ``TLSTransport``, and a failed handshake
+    (``ssl.SSLCertVerificationError`` ...) is the exception. The protocol
+    itself hears ``connection_made`` when the TCP connection is made and
+    ``connection_lost`` with the same error (see ``tlsstreams.py``).
     """
 
     def __init__(self, reactor: TransportHost, factory: ProtocolFactory,
                  addresses: list[tuple[int, int, int, Any]], description: str,
-                 timeout: Optional[float], nodelay: bool, local_addr: Any) -> None:
+                 timeout: Optional[float], nodelay: bool, local_addr: Any,
+                 tls: Optional[dict[str, Any]] = None) -> None:
         self._reactor = reactor
         self._factory = factory
         self._addresses = addresses
@@ -52,7 +61,9 @@ class Connector:
         self._callbacks: list[Callable[["Connector"], Any]] = []
         self._timer: Any = None
         self._state = "pending"
-        self.transport: Optional[StreamTransport] = None
+        self._tls = tls  # TLSProtocol's keyword arguments, client side
+        self._tls_protocol: Optional[TLSProtocol] = None  # while its handshake runs
+        self.transport: Optional[Union[StreamTransport, TLSTransport]] = None
         self.protocol: Any = None
         self.exception: Optional[BaseException] = None
         if timeout is not None:
@@ -68,7 +79,7 @@ class Connector:
     def cancelled(self) -> bool:
         return self._state == "cancelled"
 
-    def result(self) -> StreamTransport:
+    def result(self) -> Union[StreamTransport, TLSTransport]:
         """The transport; raises the failure; RuntimeError while pending."""
         if self._state == "pending":
             raise RuntimeError("the connection attempt is still pending")
@@ -155,8 +166,23 @@ class Connector:
             self._finish("failed", exc)
             return
         self.protocol = protocol
-        self.transport = StreamTransport(self._reactor, sock, protocol)
-        self._finish("connected", None)
+        if self._tls is None:
+            self.transport = StreamTransport(self._reactor, sock, protocol)
+            self._finish("connected", None)
+            return
+        tls = self._tls_protocol = TLSProtocol(self._reactor, protocol, server_side=False,
+                                               on_handshake=self._handshake_done, **self._tls)
+        StreamTransport(self._reactor, sock, tls)  # done when the handshake is (_handshake_done)
+
+    def _handshake_done(self, exc: Optional[BaseException]) -> None:
+        tls, self._tls_protocol = self._tls_protocol, None
+        if self.done() or tls is None:
+            return
+        if exc is not None:
+            self._finish("failed", exc)
+        else:
+            self.transport = tls.app_transport
+            self._finish("connected", None)
 
     def _timed_out(self, timeout: float) -> None:
         self._timer = None
@@ -172,6 +198,9 @@ class Connector:
 
     def _finish(self, state: str, exc: Optional[BaseException]) -> None:
         self._close_sock()
+        tls, self._tls_protocol = self._tls_protocol, None
+        if tls is not None:  # cancelled or timed out during the TLS handshake
+            tls._fail(exc or ConnectionAbortedError("the connection attempt was cancelled"), abort=True)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -195,10 +224,30 @@ def _fmt(sockaddr: Any) -> str:
     return repr(sockaddr)
 
 
+def tls_client_options(ssl: SSLArgument, server_hostname: Optional[str], ssl_handshake_timeout: float,
+                       ssl_shutdown_timeout: float) -> Optional[dict[str, Any]]:
+    """TLSProtocol's keyword arguments for ``ssl=``, checked now (not at connect time)."""
+    context = client_context(ssl)
+    if context is None:
+        if server_hostname is not None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        return None
+    check_timeouts(ssl_handshake_timeout, ssl_shutdown_timeout)
+    if context.check_hostname and not server_hostname:
+        raise ValueError("ssl with hostname checking needs server_hostname")
+    return {"context": context, "server_hostname": server_hostname,
+            "ssl_handshake_timeout": ssl_handshake_timeout, "ssl_shutdown_timeout": ssl_shutdown_timeout}
+
+
 def connect_tcp(reactor: TransportHost, factory: ProtocolFactory, host: str, port: int, *,
                 timeout: Optional[float] = None, local_addr: Any = None, family: int = 0,
-                nodelay: bool = True) -> Connector:
+                nodelay: bool = True, ssl: SSLArgument = None, server_hostname: Optional[str] = None,
+                ssl_handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+                ssl_shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> Connector:
     check_factory(factory)
+    if ssl and server_hostname is None:
+        server_hostname = host  # (asyncio's default: the host connected to)
+    tls = tls_client_options(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
     description = _fmt((host, port))
     try:
         infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
@@ -206,15 +255,19 @@ def connect_tcp(reactor: TransportHost, factory: ProtocolFactory, host: str, por
         error: Optional[BaseException] = None
     except socket.gaierror as exc:
         addresses, error = [], exc
-    connector = Connector(reactor, factory, addresses, description, timeout, nodelay, local_addr)
+    connector = Connector(reactor, factory, addresses, description, timeout, nodelay, local_addr, tls)
     connector._try_next(error)
     return connector
 
 
 def connect_unix(reactor: TransportHost, factory: ProtocolFactory, path: PathLike, *,
-                 timeout: Optional[float] = None) -> Connector:
+                 timeout: Optional[float] = None, ssl: SSLArgument = None,
+                 server_hostname: Optional[str] = None,
+                 ssl_handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+                 ssl_shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> Connector:
     check_factory(factory)
+    tls = tls_client_options(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
     addresses: list[tuple[int, int, int, Any]] = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, os.fspath(path))]
-    connector = Connector(reactor, factory, addresses, repr(os.fspath(path)), timeout, False, None)
+    connector = Connector(reactor, factory, addresses, repr(os.fspath(path)), timeout, False, None, tls)
     connector._try_next()
     return connector

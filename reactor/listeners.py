@@ -50,12 +50,16 @@ import errno
 import logging
 import os
 import socket
+import ssl
+import ssl as _ssl
 import stat
 import sys
 from typing import Any, Callable, Optional, Sequence
 
 from .registry import TransportHost
 from .streams import PathLike, ProtocolFactory, StreamTransport, check_factory
+from .tlsstreams import (DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TLSProtocol,
+                         check_timeouts)
 
 __all__ = ["Listener", "listen_tcp", "listen_unix", "ACCEPT_BATCH", "ACCEPT_RETRY_DELAY",
            "DEFAULT_BACKLOG"]
@@ -101,7 +105,7 @@ class Listener:
         max_connections: Optional[int] = None,
         nodelay: bool = True,
         unix_path: Optional[Any] = None,
-        transport_setup: Optional[Callable[[StreamTransport], None]] = None,
+        transport_setup: Optional[Callable[[Any], None]] = None,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be >= 1 or None, got {max_connections!r}")
@@ -245,7 +249,9 @@ class Listener:
         self._open += 1
         if self._transport_setup is not None:
             try:
-                self._transport_setup(transport)
+                # Over TLS the application's transport is the plaintext one.
+                self._transport_setup(protocol.app_transport if isinstance(protocol, TLSProtocol)
+                                      else transport)
             except Exception as exc:
                 self._reactor.call_exception_handler({
                     "message": "transport_setup() raised; connection closed before it was served",
@@ -345,11 +351,28 @@ def _bind_tcp(host: Optional[str], port: int, backlog: int, reuse_port: bool) ->
     return socks
 
 
+def tls_server_factory(reactor: TransportHost, factory: ProtocolFactory, ssl_context: Any,
+                       ssl_handshake_timeout: float, ssl_shutdown_timeout: float) -> ProtocolFactory:
+    """*factory*, or with ``ssl=context`` each of its protocols behind a server-side TLS layer."""
+    check_factory(factory)
+    if ssl_context is None:
+        return factory
+    if not isinstance(ssl_context, ssl.SSLContext):
+        raise TypeError(f"ssl must be an ssl.SSLContext (server side), not {ssl_context!r}")
+    check_timeouts(ssl_handshake_timeout, ssl_shutdown_timeout)
+    return lambda: TLSProtocol(reactor, factory(), ssl_context, server_side=True,
+                               ssl_handshake_timeout=ssl_handshake_timeout,
+                               ssl_shutdown_timeout=ssl_shutdown_timeout)
+
+
 def listen_tcp(reactor: TransportHost, factory: ProtocolFactory, host: Optional[str] = None,
                port: int = 0, *, backlog: int = DEFAULT_BACKLOG, reuse_port: bool = False,
                max_connections: Optional[int] = None, nodelay: bool = True,
-               transport_setup: Optional[Callable[[StreamTransport], None]] = None) -> Listener:
-    check_factory(factory)
+               transport_setup: Optional[Callable[[Any], None]] = None,
+               ssl: Optional["_ssl.SSLContext"] = None,
+               ssl_handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+               ssl_shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> Listener:
+    factory = tls_server_factory(reactor, factory, ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     socks = _bind_tcp(host, port, backlog, reuse_port)
     try:
         return Listener(reactor, socks, factory, max_connections=max_connections, nodelay=nodelay,
@@ -362,8 +385,11 @@ def listen_tcp(reactor: TransportHost, factory: ProtocolFactory, host: Optional[
 
 def listen_unix(reactor: TransportHost, factory: ProtocolFactory, path: PathLike, *,
                 backlog: int = DEFAULT_BACKLOG, max_connections: Optional[int] = None,
-                transport_setup: Optional[Callable[[StreamTransport], None]] = None) -> Listener:
-    check_factory(factory)
+                transport_setup: Optional[Callable[[Any], None]] = None,
+                ssl: Optional["_ssl.SSLContext"] = None,
+                ssl_handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+                ssl_shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> Listener:
+    factory = tls_server_factory(reactor, factory, ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     if not _is_abstract(path):
         # A socket file left by a dead server would make bind() fail; remove
         # it (asyncio does the same). Anything that is not a socket is kept.

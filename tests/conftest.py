@@ -12,12 +12,26 @@ from hypothesis import HealthCheck, settings
 
 from reactor import Reactor
 
+from . import timeouts
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # No test can hang: see tests/timeouts.py (not registered twice under -p tests.timeouts).
+    if not config.pluginmanager.is_registered(timeouts):
+        config.pluginmanager.register(timeouts, "tests.timeouts")
+
 # A fast profile for CI and a deep one for long runs (HYPOTHESIS_PROFILE=deep).
 settings.register_profile(
     "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "deep", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+# Mutation runs (python -m tests.mutation): the same examples for every mutant
+# and every run, so that a verdict does not depend on the draw.
+settings.register_profile(
+    "mutation", max_examples=100, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

@@ -96,6 +96,123 @@ def test_advance_past_the_end_is_an_error():
     assert len(buf) == 3
 
 
+def test_advance_errors_say_what_was_asked_and_what_is_buffered():
+    buf = SendBuffer()
+    buf.append(b"abc")
+    with pytest.raises(ValueError, match=r"^cannot advance by 5: 3 bytes buffered$"):
+        buf.advance(5)
+    with pytest.raises(IndexError, match=r"^the send buffer is empty$"):
+        SendBuffer().first()
+
+
+def test_advance_by_zero_is_the_kernel_taking_nothing():
+    buf = SendBuffer()
+    buf.advance(0)  # empty: nothing to forget, and no error
+    buf.append(b"abc")
+    buf.advance(0)
+    assert len(buf) == 3 and bytes(buf.first()) == b"abc"
+
+
+def test_an_empty_buffer_has_no_chunks_before_and_after_use():
+    buf = SendBuffer()
+    assert buf.chunk_count() == 0 and buf.views(4) == [] and not buf
+    buf.append(b"x" * (2 * COALESCE_LIMIT))
+    buf.advance(len(buf))
+    assert buf.chunk_count() == 0 and buf.views(4) == [] and not buf
+
+
+def test_views_and_first_are_memoryviews_over_the_buffered_bytes():
+    """Zero-copy slices for the kernel, whatever the chunk is underneath."""
+    buf = SendBuffer()
+    buf.append(b"small")  # coalesced into a bytearray
+    buf.append(b"L" * COALESCE_LIMIT)  # kept as a view of the bytes
+    buf.append(b"tail")  # a second bytearray
+    for views in (buf.views(1), buf.views(2), buf.views(3), buf.views(8), [buf.first()]):
+        assert views and all(type(v) is memoryview for v in views)
+    assert [bytes(v) for v in buf.views(8)] == [b"small", b"L" * COALESCE_LIMIT, b"tail"]
+
+
+def test_views_returns_at_most_max_count_chunks_from_the_front():
+    buf = SendBuffer()
+    for i in range(3):  # small, big, small: three chunks
+        buf.append(b"s%d" % i if i != 1 else b"B" * COALESCE_LIMIT)
+    assert buf.chunk_count() == 3
+    assert [bytes(v) for v in buf.views()] == [b"s0"]  # one by default: for a plain send()
+    assert [bytes(v) for v in buf.views(1)] == [b"s0"]
+    assert [bytes(v) for v in buf.views(2)] == [b"s0", b"B" * COALESCE_LIMIT]
+    assert len(buf.views(3)) == 3 and len(buf.views(1024)) == 3
+
+
+def test_views_of_exactly_every_chunk_seal_the_tail():
+    buf = SendBuffer()
+    buf.append(b"B" * COALESCE_LIMIT)
+    buf.append(b"abc")  # the tail bytearray
+    views = buf.views(2)  # exactly the chunk count: the tail is exported
+    buf.append(b"def")  # must not resize it (BufferError) nor change what the view shows
+    assert [bytes(v) for v in views] == [b"B" * COALESCE_LIMIT, b"abc"]
+    assert bytes(b"".join(bytes(v) for v in buf.views(8))) == b"B" * COALESCE_LIMIT + b"abcdef"
+
+
+def test_first_seals_a_lone_tail():
+    buf = SendBuffer()
+    buf.append(b"abc")
+    view = buf.first()  # held, as send() would during the call
+    buf.append(b"def")
+    assert bytes(view) == b"abc" and b"".join(bytes(v) for v in buf.views(8)) == b"abcdef"
+
+
+def test_a_partly_sent_lone_tail_is_sealed():
+    buf = SendBuffer()
+    buf.append(b"abc")
+    buf.advance(1)  # the rest becomes a view of the bytearray: it can no longer grow
+    buf.append(b"def")
+    assert b"".join(bytes(v) for v in buf.views(8)) == b"bcdef"
+
+
+def test_a_partial_send_slices_without_copying():
+    buf = SendBuffer()
+    buf.append(b"abcdef")  # a coalesced bytearray
+    before = buf.first()
+    buf.advance(2)
+    after = buf.first()
+    assert bytes(after) == b"cdef" and after.obj is before.obj  # the same bytearray, not a copy
+
+
+def test_clear_then_append_starts_afresh():
+    buf = SendBuffer()
+    buf.append(b"abc")
+    buf.clear()
+    assert not buf and buf.chunk_count() == 0
+    buf.append(b"def")
+    buf.append(b"ghi")
+    assert buf.chunk_count() == 1 and bytes(buf.first()) == b"defghi"
+
+
+def test_the_coalescing_boundary():
+    at_limit = b"x" * COALESCE_LIMIT
+    buf = SendBuffer()
+    buf.append(at_limit)  # not below the limit: kept as a view, not copied
+    assert buf.first().obj is at_limit
+    below = SendBuffer()
+    below.append(b"a")
+    below.append(b"y" * (COALESCE_LIMIT - 1))  # below: copied into the tail
+    assert below.chunk_count() == 1 and len(below) == COALESCE_LIMIT
+
+
+@pytest.mark.parametrize("shape", ["I", "2d"])
+@pytest.mark.parametrize("size", [64, 4 * COALESCE_LIMIT])
+def test_views_of_other_formats_and_shapes_are_counted_in_bytes(shape, size):
+    """A memoryview of 4-byte items, or of rows, is buffered as its raw bytes."""
+    raw = (bytes(range(256)) * (size // 256 + 1))[:size]
+    view = memoryview(raw).cast("I") if shape == "I" else memoryview(raw).cast("B", (size // 16, 16))
+    buf = SendBuffer()
+    buf.append(view)
+    assert len(buf) == size
+    buf.advance(3)  # not a whole item, not a whole row
+    assert len(buf) == size - 3
+    assert b"".join(bytes(v) for v in buf.views(8)) == raw[3:]
+
+
 # -- the transport's write path, with a socket that takes what it likes -------------
 
 class FlakySocket:

@@ -10,14 +10,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from demos.chat_core import Chat, ChatError
-from demos.chat_server import TelnetFilter, TokenBucket, clean_line
+from demos.chat.core import Chat, ChatError, ErrorCode, Joined, Said
+from demos.chat.hygiene import TelnetFilter, clean_line
+from demos.chat.line_door import render_event
+from demos.chat.session import JoinCmd, NickCmd, PartCmd, PrivateCmd, QuitCmd, SayCmd, Session, TokenBucket
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 20.0
@@ -25,59 +28,81 @@ DEADLINE = 20.0
 
 # -- the core, without sockets ----------------------------------------------------------
 
+class Person:
+    """A session whose events (returned or delivered) are rendered as the line door would."""
+
+    def __init__(self, chat: Chat, nick: str) -> None:
+        self.lines: list[str] = []
+        self.session = Session(chat, self.show, 0.0)
+        self.do(NickCmd(nick))
+
+    def show(self, event) -> None:
+        self.lines += render_event(event, self.session.nick, self.session.current_room is not None)
+
+    def do(self, cmd) -> None:
+        for event in self.session.handle(cmd, 1.0):
+            self.show(event)
+
+
 def make_chat(*nicks):
-    chat, inbox = Chat(), {}
-    users = {}
-    for nick in nicks:
-        inbox[nick] = []
-        users[nick] = chat.register(nick, inbox[nick].append)
-    for box in inbox.values():
-        box.clear()
-    return chat, users, inbox
+    chat = Chat()
+    people = {nick: Person(chat, nick) for nick in nicks}
+    for p in people.values():
+        p.lines.clear()
+    return chat, people
 
 
 def test_room_messages_reach_other_members_only():
-    chat, u, inbox = make_chat("ann", "bob", "cat")
-    chat.join(u["cat"], "#dev")
-    inbox["ann"].clear(), inbox["bob"].clear(), inbox["cat"].clear()
-    chat.say(u["ann"], "hi")
-    assert inbox == {"ann": [], "bob": ["<ann> hi"], "cat": []}
+    chat, p = make_chat("ann", "bob", "cat")
+    p["cat"].do(JoinCmd("#dev"))
+    for person in p.values():
+        person.lines.clear()
+    p["ann"].do(SayCmd("hi"))
+    assert {n: x.lines for n, x in p.items()} == {"ann": [], "bob": ["<ann> hi"], "cat": []}
 
 
 def test_nicknames_are_validated_and_unique_case_insensitively():
-    chat, u, inbox = make_chat("Ann")
+    chat, p = make_chat("Ann")
     for bad, why in [("ann", "taken"), ("ANN", "taken"), ("", "empty"), ("9lives", "start with"),
                      ("a" * 17, "too long"), ("bad nick", "letters"), ("Server", "reserved")]:
         with pytest.raises(ChatError, match=why):
-            chat.register(bad, print)
-    chat.rename(u["Ann"], "aNN")  # changing one's own case is fine
-    assert u["Ann"].nick == "aNN" and list(chat.users) == ["ann"]
+            chat.register(bad, print, 0.0)
+    p["Ann"].do(NickCmd("aNN"))  # changing one's own case is fine
+    assert p["Ann"].session.nick == "aNN" and list(chat.users) == ["ann"]
+
+
+def test_rfc1459_case_mapping():
+    chat, p = make_chat("[ann]")
+    with pytest.raises(ChatError) as info:
+        chat.register("{ANN}", print, 0.0)
+    assert info.value.code is ErrorCode.NICK_TAKEN
 
 
 def test_join_part_rooms_who_and_empty_rooms_vanish():
-    chat, u, inbox = make_chat("ann", "bob")
-    chat.join(u["bob"], "dev")
-    assert inbox["ann"] == ["*** bob left #lobby"]
-    assert chat.room_list() == [("dev", 1), ("lobby", 1)]
-    assert chat.who(u["bob"]) == ["bob"]
-    chat.part(u["bob"])
-    assert chat.room_list() == [("lobby", 1)]
-    with pytest.raises(ChatError, match="not in a room"):
-        chat.say(u["bob"], "hello?")
-    with pytest.raises(ChatError, match="already"):
-        chat.join(u["ann"], "LOBBY")
+    chat, p = make_chat("ann", "bob")
+    p["bob"].do(JoinCmd("dev"))
+    assert p["ann"].lines == ["*** bob left #lobby"]
+    assert [(r.name, r.members) for r in chat.room_list()] == [("dev", 1), ("lobby", 1)]
+    assert chat.names("dev").nicks == ("bob",)
+    p["bob"].do(PartCmd())
+    assert [(r.name, r.members) for r in chat.room_list()] == [("lobby", 1)]
+    p["bob"].lines.clear()
+    p["bob"].do(SayCmd("hello?"))
+    assert p["bob"].lines == ["!!! you are not in a room; /join ROOM first"]
+    p["ann"].do(JoinCmd("LOBBY"))
+    assert p["ann"].lines[-1] == "!!! you are already in #lobby"
 
 
 def test_private_messages_and_quit():
-    chat, u, inbox = make_chat("ann", "bob", "cat")
-    chat.private(u["ann"], "BOB", "psst")
-    assert inbox["bob"] == ["[PM from ann] psst"] and inbox["ann"] == ["[PM to bob] psst"]
-    assert inbox["cat"] == []
-    with pytest.raises(ChatError, match="no such user"):
-        chat.private(u["ann"], "dan", "?")
-    chat.quit(u["cat"], "bye")
-    chat.quit(u["cat"], "twice is harmless")
-    assert inbox["ann"][-1] == "*** cat quit (bye)" and "cat" not in chat.users
+    chat, p = make_chat("ann", "bob", "cat")
+    p["ann"].do(PrivateCmd("BOB", "psst"))
+    assert p["bob"].lines == ["[PM from ann] psst"] and p["ann"].lines == ["[PM to bob] psst"]
+    assert p["cat"].lines == []
+    p["ann"].do(PrivateCmd("dan", "?"))
+    assert p["ann"].lines[-1] == "!!! no such user: dan"
+    p["cat"].do(QuitCmd("bye"))
+    p["cat"].session.close("twice is harmless", 2.0)
+    assert p["ann"].lines[-1] == "*** cat quit (bye)" and "cat" not in chat.users
 
 
 # -- input hygiene ------------------------------------------------------------------------
@@ -167,14 +192,22 @@ class Server:
         self.clients: list[Client] = []
         self.signalled = False
         self.proc = subprocess.Popen([sys.executable, "-m", "demos.chat_server", "--port", "0", *args],
-                                     cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=self.log)
+                                     cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=self.log,
+                                     bufsize=0)  # unbuffered: read_line's select() sees every line
+        self.startup: list[str] = []  # what it printed: where it listens, how to connect
         try:
             line = read_line(self.proc)
             assert line.startswith("listening on "), self.stderr()
+            self.startup.append(line.rstrip("\n"))
+            while not self.startup[-1].startswith("Ctrl-C"):
+                self.startup.append(read_line(self.proc).rstrip("\n"))
         except BaseException:
             self.stop()
             raise
         self.port = int(line.rsplit(":", 1)[1])
+        ports = {l.split(" on ")[0]: int(l.rsplit(":", 1)[1]) for l in self.startup if " on 127.0.0.1:" in l}
+        self.irc_port = ports.get("irc")
+        self.monitor_port = ports.get("monitor")
 
     def signal(self, sig: int) -> None:
         """Send *sig* once; stop() then only waits (a second signal could land
@@ -400,19 +433,47 @@ def test_commands_before_choosing_a_nickname(server_factory):
     assert code == 0 and "reason=quit: not today" in err
 
 
-def test_flood_control_drops_excess_lines_with_one_notice(server_factory):
-    # A rate so low that no token comes back during the test: exactly the burst gets through.
-    server = server_factory("--flood-rate", "0.001", "--flood-burst", "10")
+def test_flood_control_delays_lines_and_keeps_every_one_in_order(server_factory):
+    server = server_factory("--flood-rate", "40", "--flood-burst", "5")
     alice, bob = server.client("alice"), server.client("bob")
     alice.read_until("*** bob joined #lobby")
-    bob.sock.sendall(b"".join(b"flood %d\r\n" % i for i in range(30)))  # one paste
-    assert bob.read_until(lambda l: l.startswith("!!!")) == [
-        "!!! slow down: you are sending too fast; lines are being dropped"]
-    server.signal(signal.SIGTERM)
-    got = alice.read_to_eof()
-    # bob's nickname took one token of the ten
-    assert [l for l in got if l.startswith("<bob>")] == [f"<bob> flood {i}" for i in range(9)]
-    assert sum(l.startswith("!!!") for l in bob.read_to_eof()) == 0  # told once, not per line
+    started = time.monotonic()
+    bob.sock.sendall(b"".join(b"flood %d\r\n" % i for i in range(100)))  # one paste
+    got = alice.read_until("<bob> flood 99")
+    elapsed = time.monotonic() - started
+    assert [l for l in got if l.startswith("<bob>")] == [f"<bob> flood {i}" for i in range(100)]
+    assert elapsed >= (100 - 5) / 40 * 0.9  # delayed at the rate, not all at once
+    bob.send("/who")
+    notices = bob.read_until(lambda l: l.startswith("*** in #lobby"))
+    assert notices.count("*** slow down: you are sending too fast; your lines are being delayed") == 1
+    code, err = server.stop()
+    assert code == 0
+
+
+def test_a_200_line_paste_arrives_whole_within_a_minute_at_default_settings(server_factory):
+    server = server_factory()
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    started = time.monotonic()
+    bob.sock.sendall(b"".join(b"line %d of a long paste\n" % i for i in range(200)))
+    alice.sock.settimeout(60)
+    got = alice.read_until("<bob> line 199 of a long paste")
+    assert time.monotonic() - started < 60
+    assert [l for l in got if l.startswith("<bob>")] == [f"<bob> line {i} of a long paste" for i in range(200)]
+    code, err = server.stop()
+    assert code == 0
+
+
+def test_the_input_waiting_behind_flood_control_is_capped(server_factory):
+    server = server_factory("--max-queue", "4096", "--flood-rate", "1", "--flood-burst", "1")
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.sock.sendall(b"".join(b"%05d %s\r\n" % (i, b"z" * 90) for i in range(1000)))  # ~100 KB
+    assert "*** you sent too much at once; goodbye" in bob.read_to_eof()
+    alice.read_until(lambda l: l.startswith("*** bob quit (input queue over 4096 bytes"))
+    carol = server.client("carol")
+    carol.send("still fine")
+    alice.read_until("<carol> still fine")
     code, err = server.stop()
     assert code == 0
 
@@ -494,6 +555,7 @@ def test_chat_client_through_pipes(server_factory):
     lines = out.decode().splitlines()
     assert proc.returncode == 0, err
     assert "<watcher> hello piped" in lines and "*** in #lobby: watcher, piped" in lines
+    assert "Choose a nickname:" not in lines  # --nick answered it
     assert lines[-1] == "[client] disconnected"
     watcher.read_until("*** piped quit (connection closed by peer)")
     server.stop()
@@ -575,10 +637,9 @@ def test_chat_server_trace_file_and_monitor(server_factory, tmp_path):
 
     trace = tmp_path / "chat.trace.json"
     server = server_factory("--trace", str(trace), "--monitor", "0")
-    monitor_line = server.proc.stdout.readline().decode()
-    assert monitor_line.startswith("monitor on 127.0.0.1:")
+    assert server.startup[1].startswith("monitor on 127.0.0.1:")
     alice = server.client("alice")
-    console = Client(int(monitor_line.rsplit(":", 1)[1]))
+    console = Client(server.monitor_port)
     server.clients.append(console)
     console.send("connections")
     assert any("connection(s)" in l for l in console.read_until(lambda l: "connection(s)" in l))
@@ -608,3 +669,261 @@ def test_trace_stderr_narrates_one_line_from_select_to_the_other_socket(server_f
     assert "readable" in before.rsplit("select returned", 1)[1]
     assert "run StreamTransport._on_readable() [fd " in before.rsplit("select returned", 1)[1]
     assert "Listener._on_acceptable(<socket fd=" in err
+
+
+# -- the rough edges a first user hits ----------------------------------------------------------
+
+def test_telnet_filter_answers_do_timing_mark():
+    f = TelnetFilter()
+    # telnet's Ctrl-C: IAC IP, IAC DO TIMING-MARK (split across reads, as it may be)
+    assert f.feed(b"abc\xff\xf4\xff") == b"abc"
+    assert f.feed(b"\xfd\x06def") == b"def"
+    assert f.take_replies() == b"\xff\xfb\x06" and f.take_replies() == b""
+    assert f.feed(b"\xff\xfd\x18") == b"" and f.take_replies() == b""  # other options: not answered
+
+
+def test_ctrl_c_in_telnet_gets_its_timing_mark_and_the_session_goes_on(server_factory):
+    server = server_factory()
+    alice, tel = server.client("alice"), server.client("tel")
+    alice.read_until("*** tel joined #lobby")
+    tel.sock.sendall(b"half a li\xff\xf4\xff\xfd\x06")  # typing, then Ctrl-C
+    data = b""
+    while b"\xff\xfb\x06" not in data:  # telnet discards all output until this arrives
+        chunk = tel.sock.recv(4096)
+        assert chunk, "closed"
+        data += chunk
+    tel.buf = data.replace(b"\xff\xfb\x06", b"")
+    tel.send("ne, and more")
+    alice.read_until("<tel> half a line, and more")
+    alice.send("can you hear me?")
+    tel.read_until("<alice> can you hear me?")
+    server.stop()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "80000"], "port must be 0-65535, got 80000"),
+    (["--irc-port", "-1"], "port must be 0-65535, got -1"),
+    (["--monitor", "65536"], "port must be 0-65535"),
+    (["--port", "http"], "expected a port number, got 'http'"),
+    (["--max-clients", "-5"], "must be at least 1, got -5"),
+    (["--flood-burst", "0"], "must be at least 1"),
+    (["--flood-rate", "0"], "must be a positive number"),
+    (["--idle-timeout", "-1"], "must be 0 or a positive number"),
+    (["--nick-timeout", "nan"], "must be a positive number"),
+    (["--trace", "/nonexistent-dir/chat.json"], "cannot write the trace file /nonexistent-dir/chat.json"),
+])
+def test_bad_options_are_one_line_and_status_2(args, message):
+    result = subprocess.run([sys.executable, "-m", "demos.chat_server", "--port", "0", *args], cwd=ROOT,
+                            env=_env(), capture_output=True, timeout=DEADLINE, stdin=subprocess.DEVNULL)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert result.stdout == b""
+
+
+@pytest.mark.parametrize("option", ["--monitor", "--irc-port"])
+def test_a_busy_monitor_or_irc_port_is_one_line_and_status_2(option):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "demos.chat_server", "--port", "0", option, str(port)],
+                                cwd=ROOT, env=_env(), capture_output=True, timeout=DEADLINE)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and "Traceback" not in err, err
+    assert err.count("\n") == 1 and "in use" in err and option in err
+
+
+def test_the_trace_file_is_written_at_start(server_factory, tmp_path):
+    trace = tmp_path / "chat.json"
+    server = server_factory("--trace", str(trace))
+    assert trace.exists()  # created before the server said it was listening
+    server.stop()
+
+
+@pytest.mark.parametrize("raw, text", [
+    ("one\u2028*** SYSTEM: forged".encode(), "one *** SYSTEM: forged"),
+    ("para\u2029graph".encode(), "para graph"),
+    (("q" + "\u0301" * 500 + "algo").encode(), "q\u0301\u0301\u0301\u0301algo"),
+    ("e\u0301t\u00e9".encode(), "\u00e9t\u00e9"),  # NFC: one letter, not two marks' worth
+    ("Vi\u1ec7t".encode(), "Vi\u1ec7t"),
+])
+def test_clean_line_separators_and_combining_marks(raw, text):
+    assert clean_line(raw) == text
+
+
+def test_line_separators_and_mark_floods_are_cleaned_on_the_wire(server_factory):
+    server = server_factory()
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.send("hi\u2028*** SYSTEM: the server will restart, send your password".encode())
+    bob.send(("Z" + "\u0336" * 300).encode())
+    got = alice.read_until(lambda l: l.startswith("<bob> Z"))
+    assert got == ["<bob> hi *** SYSTEM: the server will restart, send your password", "<bob> Z" + "\u0336" * 4]
+    server.stop()
+
+
+def test_a_line_that_never_ends_times_out(server_factory):
+    server = server_factory("--line-timeout", "0.5")
+    alice, slow = server.client("alice"), server.client("slow")
+    alice.read_until("*** slow joined #lobby")
+    started = time.monotonic()
+    slow.sock.settimeout(0.1)
+    closed = False
+    for _ in range(100):  # one byte every 0.1 s would keep an idle-timeout-only server busy forever
+        try:
+            slow.sock.sendall(b"x")
+            if slow.sock.recv(4096, socket.MSG_PEEK) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        if b"goodbye" in slow.sock.recv(4096, socket.MSG_PEEK):
+            closed = True
+            break
+    assert closed and time.monotonic() - started < 5
+    slow.sock.settimeout(DEADLINE)
+    assert "*** no end of line within 0.5 seconds; goodbye" in slow.read_to_eof()
+    alice.read_until("*** slow quit (partial line timeout)")
+    code, err = server.stop()
+    assert code == 0 and "nick=slow reason=partial line timeout" in err
+
+
+def test_a_double_slash_says_a_line_that_starts_with_a_slash(server_factory):
+    server = server_factory()
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.send("//etc/hosts is the file")
+    alice.read_until("<bob> /etc/hosts is the file")
+    server.stop()
+
+
+def test_the_server_says_how_to_connect(server_factory):
+    server = server_factory("--irc-port", "0")
+    text = "\n".join(server.startup)
+    assert f"nc 127.0.0.1 {server.port}" in text and f"telnet 127.0.0.1 {server.port}" in text
+    assert f"python3 -m demos.chat_client --host 127.0.0.1 --port {server.port}" in text
+    assert f"irssi -c 127.0.0.1 -p {server.irc_port}" in text
+    server.stop()
+
+
+def test_logging_never_blocks_the_loop_when_stderr_is_not_read():
+    """stderr is a pipe nobody reads: it fills after 64 KiB of log, and the chat must go on."""
+    proc = subprocess.Popen([sys.executable, "-m", "demos.chat_server", "--port", "0", "-v"], cwd=ROOT,
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    try:
+        port = int(read_line(proc).rsplit(":", 1)[1])
+        for _ in range(1500):  # ~200 bytes of log each: several times the pipe's capacity
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as c:
+                c.sendall(b"/quit\r\n")
+                while c.recv(4096):
+                    pass
+        alice, bob = Client(port), Client(port)
+        for c, nick in ((alice, "alice"), (bob, "bob")):
+            c.read_until("Choose a nickname:")
+            c.send(nick)
+        alice.read_until("*** bob joined #lobby")
+        bob.send("the chat goes on")
+        alice.read_until("<bob> the chat goes on")
+        alice.sock.close()
+        bob.sock.close()
+        proc.send_signal(signal.SIGTERM)
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=DEADLINE) == 0
+        # Every record got out once we read, or the loss is counted: never a silent gap.
+        assert err.count("reason=quit\n") == 1500 or "message(s) dropped: stderr was not keeping up" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_the_log_handler_drops_and_counts_instead_of_blocking():
+    import logging
+
+    from demos.chat.logs import LoopSafeHandler
+
+    r, w = os.pipe()
+    try:
+        handler = LoopSafeHandler(w, max_queued=4096)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        record = logging.LogRecord("t", logging.INFO, __file__, 1, "x" * 99, None, None)
+        started = time.monotonic()
+        for _ in range(3000):  # 300 KB into a 64 KiB pipe: a blocking write would hang here
+            handler.emit(record)
+        assert time.monotonic() - started < 5
+        assert handler.dropped > 0 and handler.queued <= 4096
+        got = b""
+        for _ in range(1000):  # read what the pipe holds, let the handler write more, until the note
+            got += os.read(r, 1 << 20)
+            handler.flush()
+            if b"message(s) dropped" in got:
+                break
+        assert b"message(s) dropped" in got and got.count(b"x" * 99 + b"\n") > 600
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+# -- history and topics --------------------------------------------------------------------------
+
+def test_rooms_replay_their_last_lines_bounded_in_count_and_bytes():
+    from demos.chat.core import Emote, Replay
+
+    chat = Chat(history_lines=3, history_bytes=200)
+    events: list = []
+    talker = chat.register("talker", events.append, 0.0)
+    chat.join(talker, "lobby", 0.0)
+    for i in range(5):
+        chat.say(talker, "lobby", f"line {i}", 100.0 + i)
+    chat.emote(talker, "lobby", "waves", 200.0)
+    joiner_events: list = []
+    joiner = chat.register("joiner", joiner_events.append, 300.0)
+    chat.join(joiner, "#LOBBY", 300.0)
+    replay = [e for e in joiner_events if isinstance(e, Replay)][0]
+    assert [(type(l), l.text, l.at) for l in replay.lines] == [(Said, "line 3", 103.0), (Said, "line 4", 104.0),
+                                                               (Emote, "waves", 200.0)]
+    chat.say(talker, "lobby", "x" * 170, 400.0)  # over the byte bound with the others: they go
+    assert [l.text for l in chat.find_room("lobby").history] == ["x" * 170]
+    assert chat.find_room("lobby").history_bytes <= 200
+
+
+def test_joining_shows_recent_lines_with_their_time_and_the_topic(server_factory):
+    server = server_factory("--history", "2")
+    alice = server.client("alice")
+    alice.send("/topic all about reactors")
+    alice.read_until("*** alice set the topic of #lobby: all about reactors")
+    for text in ("first", "second", "third"):
+        alice.send(text)
+    alice.send("/who")
+    alice.read_until(lambda l: l.startswith("*** in #lobby"))
+    bob = server.client()
+    bob.send("bob")
+    got = bob.read_until(lambda l: "<alice> third" in l)
+    now = time.strftime("%H:%M")
+    assert got[0] == "*** bob joined #lobby"
+    assert got[1].startswith("*** topic of #lobby: all about reactors (set by alice at ")
+    assert got[2:] == ["*** recent lines in #lobby:", f"[{now}] <alice> second", f"[{now}] <alice> third"]
+    bob.send("/topic")
+    assert bob.read_until(lambda l: l.startswith("*** topic"))[-1].startswith("*** topic of #lobby: all about")
+    bob.send("/join quiet")
+    bob.read_until("*** bob joined #quiet")
+    bob.send("/topic")
+    assert bob.read_until(lambda l: l.startswith("***"))[-1] == "*** #quiet has no topic"
+    server.stop()
+
+
+def test_lines_delayed_by_flood_control_still_go_out_after_the_sender_hangs_up(server_factory):
+    server = server_factory("--flood-rate", "50", "--flood-burst", "5")
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.read_until("*** bob joined #lobby")
+    bob.sock.sendall(b"".join(b"last words %d\n" % i for i in range(60)))
+    bob.sock.shutdown(socket.SHUT_WR)  # as nc does at the end of its input
+    got = alice.read_until(lambda l: l.startswith("*** bob quit"))
+    assert [l for l in got if l.startswith("<bob>")] == [f"<bob> last words {i}" for i in range(60)]
+    assert got[-1] == "*** bob quit (connection closed by peer)"
+    server.stop()

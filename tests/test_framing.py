@@ -215,3 +215,121 @@ def test_line_framer_returns_exactly_the_lines_sent(lines, crlf, cuts):
     stream = b"".join(line + (b"\r\n" if (crlf[i] if i < len(crlf) else False) else b"\n")
                       for i, line in enumerate(lines))
     assert run(LineFramer(max_length=8), split(stream, cuts)) == lines
+
+
+# -- details that mutation testing found unpinned (docs/TESTING.md) ------------------
+
+def test_bad_configuration_errors_name_the_bad_value():
+    with pytest.raises(ValueError, match=r"^max_length must be >= 0, got -1$"):
+        LineFramer(max_length=-1)
+    with pytest.raises(ValueError, match=r"^header_size must be 1, 2, 4 or 8, got 3$"):
+        LengthPrefixFramer(header_size=3)
+    with pytest.raises(ValueError, match=r"^byteorder must be 'big' or 'little', got 'middle'$"):
+        LengthPrefixFramer(byteorder="middle")
+
+
+def test_length_prefix_defaults_to_a_four_byte_big_endian_header():
+    framer = LengthPrefixFramer()
+    assert framer.encode(b"abc") == b"\0\0\0\3abc"
+    assert run(framer, [b"\0\0\0\3abc"]) == [b"abc"]
+
+
+def too_long(call) -> FrameTooLong:
+    with pytest.raises(FrameTooLong) as info:
+        call()
+    return info.value
+
+
+def test_frame_too_long_says_how_long_and_what_the_limit_is():
+    exc = too_long(lambda: LengthPrefixFramer(max_length=5).encode(b"123456"))
+    assert (str(exc), exc.length, exc.max_length) == ("frame of 6 bytes is longer than 5", 6, 5)
+
+    framer = LengthPrefixFramer(max_length=5, header_size=2)
+    framer.feed(b"\0\11")
+    exc = too_long(framer.next_frame)
+    assert (str(exc), exc.length, exc.max_length) == ("frame of 9 bytes is longer than 5", 9, 5)
+
+    framer = LineFramer(max_length=3)
+    framer.feed(b"abcd")  # no newline yet: the length is not known
+    exc = too_long(framer.next_frame)
+    assert (str(exc), exc.length, exc.max_length) == ("line longer than 3 bytes", None, 3)
+
+    framer = LineFramer(max_length=3)
+    framer.feed(b"abcd\n")
+    exc = too_long(framer.next_frame)
+    assert (str(exc), exc.length, exc.max_length) == ("line of 4 bytes is longer than 3", 4, 3)
+
+    framer = NetstringFramer(max_length=3)
+    framer.feed(b"12:")
+    exc = too_long(framer.next_frame)
+    assert (str(exc), exc.length, exc.max_length) == ("netstring of 12 bytes is longer than 3", 12, 3)
+
+    exc = too_long(lambda: NetstringFramer(max_length=3).encode(b"abcd"))
+    assert (str(exc), exc.length, exc.max_length) == ("netstring of 4 bytes is longer than 3", 4, 3)
+
+
+def test_encoders_round_trip():
+    assert LineFramer.encode(b"hi") == b"hi\r\n" and LineFramer.encode(bytearray(b"")) == b"\r\n"
+    netstrings = NetstringFramer(max_length=5)
+    assert netstrings.encode(b"hello") == b"5:hello," and netstrings.encode(memoryview(b"")) == b"0:,"
+    assert run(NetstringFramer(max_length=5), [netstrings.encode(b"hello")]) == [b"hello"]
+
+
+def test_frames_returns_every_complete_frame_and_keeps_the_rest():
+    framer = LineFramer()
+    framer.feed(b"a\nb\r\npartial")
+    assert framer.frames() == [b"a", b"b"] and framer.buffered == len(b"partial")
+    assert framer.frames() == []
+
+
+@pytest.mark.parametrize("drain_after_error", [True, False])
+def test_after_a_long_line_the_next_byte_can_end_it(drain_after_error):
+    framer = LineFramer(max_length=3)
+    framer.feed(b"abcdef")
+    with pytest.raises(FrameTooLong):
+        framer.next_frame()
+    if drain_after_error:  # (a consumer may, or may feed the next read at once)
+        assert framer.next_frame() is None
+    framer.feed(b"\nxy\n")  # the long line ends at the very first byte
+    assert framer.next_frame() == b"xy"
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"5:hello!", "netstring payload not followed by ','"),
+    (b"12:hello world!;", "netstring payload not followed by ','"),  # after a skipped one
+    (b"05", "netstring length has a leading zero"),  # known before the ':' arrives
+    (b"0001:x,", "bad netstring length header b'0001'"),  # the header whole: a bad one
+    (b"05:hello,", "bad netstring length header b'05'"),
+    (b":", "bad netstring length header b''"),
+    (b"x:", "bad netstring length header b'x'"),
+    (b"1" * 30, "bad netstring length header b'" + "1" * 21 + "'"),  # 21 digits: too many
+    (b"1" * 21 + b":", "bad netstring length header b'" + "1" * 21 + "'"),
+    (b"1" * 25 + b":", "bad netstring length header b'" + "1" * 21 + "'"),
+])
+def test_netstring_errors_say_what_is_wrong(data, message):
+    framer = NetstringFramer(max_length=10)
+    framer.feed(data)
+    for _ in range(3):
+        try:
+            framer.next_frame()
+        except FrameTooLong:
+            continue  # a skipped netstring came first: the error is next
+        except FramingError as exc:
+            assert type(exc) is FramingError and str(exc) == message
+            return
+    raise AssertionError(f"no FramingError for {data!r}")
+
+
+def test_netstring_lengths_with_up_to_twenty_digits_are_numbers():
+    framer = NetstringFramer(max_length=10)
+    framer.feed(b"1" * 20)  # twenty digits and no ':' yet: a header still arriving
+    assert framer.next_frame() is None
+    framer.feed(b":")
+    exc = too_long(framer.next_frame)
+    assert exc.length == int("1" * 20)
+    assert run(NetstringFramer(max_length=10), [b"9:123456789,"]) == [b"123456789"]  # the digit 9
+
+
+def test_a_netstring_of_exactly_max_length_is_accepted():
+    assert run(NetstringFramer(max_length=10), [b"10:0123456789,"]) == [b"0123456789"]
+    assert run(LengthPrefixFramer(max_length=10, header_size=1), [b"\12" + b"x" * 10]) == [b"x" * 10]

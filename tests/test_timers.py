@@ -247,6 +247,68 @@ def test_cancelled_timers_among_live_ones_are_compacted_away():
         assert all(not h.cancelled() for h in live)
 
 
+# The compaction rule, exactly (docs/TESTING.md: mutation testing found its
+# boundaries unpinned): the heap is rebuilt when, after a cancel or after due
+# timers are popped, it holds more than MIN_COMPACT_SIZE entries and the dead
+# ones are strictly more than half. Earlier would cost a rebuild per pop (a
+# quadratic loop); later would let garbage grow. Seen through stats():
+# timers_cancelled counts the dead entries still in the heap.
+
+@pytest.mark.parametrize("size, cancelled, compacts", [
+    (MIN_COMPACT_SIZE + 2, MIN_COMPACT_SIZE // 2 + 1, False),  # exactly half dead: not yet
+    (MIN_COMPACT_SIZE + 2, MIN_COMPACT_SIZE // 2 + 2, True),  # one more: rebuilt at once
+    (MIN_COMPACT_SIZE + 1, MIN_COMPACT_SIZE // 2 + 1, True),
+    (MIN_COMPACT_SIZE, MIN_COMPACT_SIZE, False),  # a small heap is never rebuilt
+])
+def test_cancelling_compacts_past_half_dead_above_the_minimum_size(size, cancelled, compacts):
+    with Reactor(clock=VirtualClock()) as r:
+        handles = [r.call_later(60.0 + i, _noop) for i in range(size)]
+        for handle in handles[size - cancelled:]:  # the latest ones: never at the top
+            handle.cancel()
+        stats = r.stats()
+        assert stats.timers_pending == size - cancelled
+        assert stats.timers_cancelled == (0 if compacts else cancelled)
+
+
+@pytest.mark.parametrize("left, cancelled, compacts", [
+    (150, 1, False),  # a few dead entries in a big heap: no rebuild per pop
+    (150, 60, False),  # 40% dead
+    (150, 75, False),  # exactly half
+    (150, 76, True),
+    (MIN_COMPACT_SIZE, 60, False),  # at the minimum size: never
+])
+def test_popping_due_timers_compacts_past_half_dead_above_the_minimum_size(left, cancelled, compacts):
+    clock = VirtualClock()
+    with Reactor(clock=clock) as r:
+        due = 200  # enough that no cancel below compacts (the heap is big then)
+        fired: list = []
+        for _ in range(due):
+            r.call_later(1.0, fired.append, None)
+        later = [r.call_later(60.0 + i, _noop) for i in range(left)]
+        for handle in later[left - cancelled:]:
+            handle.cancel()
+        assert r.stats().timers_cancelled == cancelled  # nothing compacted yet
+        clock.advance(1.0)
+        r.run_once(0)  # pops the due ones: `left` entries stay, `cancelled` of them dead
+        assert len(fired) == due
+        stats = r.stats()
+        assert stats.timers_pending == left - cancelled
+        assert stats.timers_cancelled == (0 if compacts else cancelled)
+
+
+def test_a_closed_reactor_counts_no_timers_even_after_a_cancel():
+    with Reactor(clock=VirtualClock()) as r:
+        handles = [r.call_later(60.0 + i, _noop) for i in range(10)]
+        handles[3].cancel()
+        r.close()
+        stats = r.stats()
+        assert (stats.timers_pending, stats.timers_cancelled) == (0, 0)
+        for handle in handles:  # cancelling what close() discarded changes nothing
+            handle.cancel()
+        stats = r.stats()
+        assert (stats.timers_pending, stats.timers_cancelled) == (0, 0)
+
+
 def test_cancel_drops_references_to_callback_and_arguments():
     class Payload:
         pass

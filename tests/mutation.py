@@ -1,0 +1,350 @@
+"""Mutation testing: plant small bugs in reactor/ and the chat core, count the ones the tests catch.
+
+Run from the repository root (``pip install -e '.[test,mutation]'`` first)::
+
+    python -m tests.mutation                      # every module below, 15 minutes each at most
+    python -m tests.mutation --quick              # buffers, framing, timers: a few minutes
+    python -m tests.mutation reactor/framing.py   # one module (or several)
+    python -m tests.mutation --list               # the modules and the tests each one gets
+
+The tool is mutmut 3 (docs/TESTING.md says why). For each module this makes
+a scratch copy of the repository in ``.mutation/<module>/`` (the working tree
+is never touched, so an interrupted run leaves no mutant behind), writes a
+``[mutmut]`` section into the copy's setup.cfg that mutates that module only
+and selects the test files listed for it in ``MODULES``, and runs
+``mutmut run`` there within ``--time-limit`` seconds. mutmut runs those files
+once, records which tests call each function, and then runs, per mutant,
+only the tests that call the mutated function, stopping at the first failure.
+
+A mutant is *killed* when a test fails (a test that hangs fails too, at the
+pytest-timeout given by ``--test-timeout``: see tests/timeouts.py), *timeout*
+when mutmut's own CPU-time limit ended it, *survived* when every test
+passed. Survivors judged equivalent (no observable change) are listed, with
+the reason, in docs/TESTING.md's table of equivalent mutants, which this
+script reads: the score is killed (timeouts included) over the mutants that
+are not equivalent. Listed mutants that no longer survive are reported as
+stale, so the list follows the code.
+
+After a run, ``cd .mutation/<module> && mutmut show <name>`` shows a
+mutant's diff; every survivor's diff is also in
+``.mutation/<module>/survivors.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from glob import glob
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKDIR = ROOT / ".mutation"
+TESTING_DOC = ROOT / "docs" / "TESTING.md"
+
+# Module -> the test files that exercise it in this process (globs, from the
+# repository root). mutmut narrows each mutant to the tests among these that
+# call the mutated function; tests that reach a module only through a
+# subprocess (the demos run as programs) cannot be traced, so they are left out.
+MODULES: dict[str, list[str]] = {
+    "reactor/buffers.py": ["tests/test_buffers.py", "tests/test_behaviours.py", "tests/test_streams.py"],
+    "reactor/framing.py": ["tests/test_framing.py", "tests/test_behaviours.py", "tests/test_streams.py"],
+    "reactor/timers.py": ["tests/test_timers.py", "tests/test_loop.py", "tests/test_instruments.py",
+                          "tests/test_monitor.py"],
+    "reactor/handles.py": ["tests/test_loop.py", "tests/test_timers.py", "tests/test_io.py",
+                           "tests/test_debug.py"],
+    "reactor/waker.py": ["tests/test_threadsafe.py", "tests/test_behaviours.py", "tests/test_signals.py",
+                         "tests/test_loop.py"],
+    "reactor/signals.py": ["tests/test_signals.py"],
+    "reactor/errors.py": ["tests/test_framing.py", "tests/test_streams.py", "tests/test_datagrams.py"],
+    "reactor/protocols.py": ["tests/test_streams.py", "tests/test_behaviours.py", "tests/test_framing.py"],
+    "reactor/debug.py": ["tests/test_debug.py"],
+    "reactor/instruments.py": ["tests/test_instruments.py", "tests/test_debug.py", "tests/test_monitor.py"],
+    "reactor/monitor.py": ["tests/test_monitor.py"],
+    "reactor/tracing.py": ["tests/test_tracing.py"],
+    "reactor/testing.py": ["tests/test_timers.py", "tests/test_instruments.py"],
+    "reactor/registry.py": ["tests/test_structure.py", "tests/test_instruments.py",
+                            "tests/test_reliability.py", "tests/test_streams.py"],
+    "reactor/loop.py": ["tests/test_loop.py", "tests/test_io.py", "tests/test_threadsafe.py",
+                        "tests/test_timers.py", "tests/test_signals.py", "tests/test_instruments.py",
+                        "tests/test_debug.py", "tests/test_behaviours.py", "tests/test_reliability.py"],
+    "reactor/transports.py": ["tests/test_streams.py", "tests/test_buffers.py", "tests/test_behaviours.py",
+                              "tests/test_reliability.py", "tests/test_lifecycle_stateful.py",
+                              "tests/test_datagrams.py", "tests/test_structure.py"],
+    "reactor/streams.py": ["tests/test_streams.py", "tests/test_buffers.py", "tests/test_behaviours.py",
+                           "tests/test_reliability.py", "tests/test_lifecycle_stateful.py",
+                           "tests/test_instruments.py", "tests/test_debug.py"],
+    "reactor/listeners.py": ["tests/test_streams.py", "tests/test_accept_limits.py", "tests/test_behaviours.py",
+                             "tests/test_reliability.py"],
+    "reactor/connectors.py": ["tests/test_streams.py", "tests/test_tls.py"],
+    "reactor/tls.py": ["tests/test_tls.py"],
+    "reactor/tlsstreams.py": ["tests/test_tls.py"],
+    "reactor/datagrams.py": ["tests/test_datagrams.py", "tests/test_reliability.py"],
+    "reactor/network.py": ["tests/test_streams.py", "tests/test_datagrams.py", "tests/test_instruments.py",
+                           "tests/test_accept_limits.py", "tests/test_tls.py"],
+    "demos/chat/core.py": ["tests/test_chat*.py"],
+    "demos/chat/session.py": ["tests/test_chat*.py"],
+}
+# Sans-IO modules with fast tests: a smoke run of the whole machinery.
+QUICK = ["reactor/buffers.py", "reactor/framing.py", "reactor/timers.py"]
+
+# mutmut's verdicts, as `mutmut results` prints them.
+KILLED, TIMEOUT, SURVIVED, NO_TESTS = "killed", "timeout", "survived", "no tests"
+
+
+@dataclass
+class Outcome:
+    module: str
+    statuses: dict[str, str] = field(default_factory=dict)  # mutant name -> mutmut's verdict
+    equivalent: set[str] = field(default_factory=set)  # surviving, and listed as equivalent
+    stale: set[str] = field(default_factory=set)  # listed as equivalent, but not surviving
+    seconds: float = 0.0
+    error: Optional[str] = None  # why the run did not finish
+    command: str = ""
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for s in self.statuses.values() if s in statuses)
+
+    @property
+    def not_run(self) -> int:
+        return len(self.statuses) - self.count(KILLED, TIMEOUT, SURVIVED, NO_TESTS)
+
+    @property
+    def score(self) -> Optional[float]:
+        """Killed (timeouts included) / mutants run that are not equivalent."""
+        caught = self.count(KILLED, TIMEOUT)
+        judged = caught + self.count(SURVIVED, NO_TESTS) - len(self.equivalent)
+        return caught / judged if judged else None
+
+
+def listed_equivalents() -> dict[str, str]:
+    """Mutant name -> reason, from the table of equivalent mutants in docs/TESTING.md."""
+    if not TESTING_DOC.exists():
+        return {}
+    found = {}
+    for line in TESTING_DOC.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and re.fullmatch(r"`[\w.ǁ]+__mutmut_\d+`", cells[0]):
+            found[cells[0].strip("`")] = cells[-1]
+    return found
+
+
+def module_key(module: str) -> str:
+    """The prefix of mutmut's names for this module's mutants: reactor/buffers.py -> reactor.buffers."""
+    return module[:-3].replace("/", ".")
+
+
+def prepare(module: str, tests: list[str], workdir: Path, test_timeout: float) -> None:
+    """A scratch copy of the repository whose setup.cfg tells mutmut what to mutate and run."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache", "mutants")
+    for name in ("reactor", "demos", "tests"):
+        shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
+    for name in ("setup.cfg", "pyproject.toml"):
+        shutil.copy2(ROOT / name, workdir / name)
+    package = module.split("/")[0]
+    other = "demos" if package == "reactor" else "reactor"
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(workdir / "setup.cfg", encoding="utf-8")
+    config["mutmut"] = {
+        "source_paths": f"{package}/",
+        "only_mutate": module,
+        "also_copy": f"{other}/",
+        "pytest_add_cli_args_test_selection": "\n" + "\n".join(tests),
+        # A hung test fails at this timeout (a kill), before mutmut's CPU limit.
+        "pytest_add_cli_args": f"\n-p\nno:cacheprovider\n--timeout={test_timeout:g}",
+        "timeout_constant": "5",
+        "use_git_change_detection": "false",
+    }
+    with open(workdir / "setup.cfg", "w", encoding="utf-8") as f:
+        config.write(f)
+
+
+def run_mutmut(workdir: Path, jobs: int, time_limit: float, log: Path) -> Optional[str]:
+    """``mutmut run`` in *workdir* for at most *time_limit* seconds; None, or why it did not finish."""
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)]
+    env = dict(os.environ)
+    env.pop("PYTEST_ADDOPTS", None)
+    env["HYPOTHESIS_PROFILE"] = "mutation"  # derandomized: the same examples for every mutant
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            status = proc.wait(timeout=time_limit)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            return f"stopped at the time limit ({time_limit:g} s): the rest is 'not run'"
+        except BaseException:
+            _stop(proc)
+            raise
+    if status != 0:
+        tail = log.read_text(errors="replace")[-2000:].replace("\r", "\n")
+        return f"mutmut run exited with status {status}; its log ends:\n{tail}"
+    return None
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End mutmut and every worker it forked (they share its process group)."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def read_results(workdir: Path, module: str) -> dict[str, str]:
+    """mutmut's verdict on each of *module*'s mutants (``mutmut results --all true``)."""
+    if not (workdir / "mutants").exists():
+        return {}
+    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=workdir,
+                         capture_output=True, text=True, timeout=300).stdout
+    prefix = module_key(module) + "."
+    results = {}
+    for line in out.splitlines():
+        match = re.fullmatch(r"\s*(\S+): (.+?)\s*", line)
+        if match and match[1].startswith(prefix):
+            results[match[1]] = match[2]
+    return results
+
+
+def write_survivors(workdir: Path, outcome: Outcome, equivalents: dict[str, str]) -> None:
+    """Every surviving (or timed-out) mutant's diff, in survivors.txt, for the reader to judge."""
+    with open(workdir / "survivors.txt", "w", encoding="utf-8") as f:
+        for name, status in sorted(outcome.statuses.items()):
+            if status in (SURVIVED, NO_TESTS, TIMEOUT):
+                diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=workdir,
+                                      capture_output=True, text=True, timeout=120).stdout
+                note = f"  [equivalent: {equivalents[name]}]" if name in equivalents else ""
+                f.write(f"## {name}: {status}{note}\n{diff}\n")
+
+
+def run_module(module: str, args: argparse.Namespace, equivalents: dict[str, str]) -> Outcome:
+    tests = sorted({path for pattern in MODULES[module]
+                    for path in (glob(str(ROOT / pattern)) or [str(ROOT / pattern)])})
+    tests = [str(Path(t).relative_to(ROOT)) for t in tests if Path(t).exists()]
+    workdir = args.workdir / Path(module).stem
+    outcome = Outcome(module, command=f"mutmut run --max-children {args.jobs}  (in {workdir})")
+    started = time.monotonic()
+    if not tests:
+        outcome.error = "none of its test files exists"
+        return outcome
+    prepare(module, tests, workdir, args.test_timeout)
+    outcome.error = run_mutmut(workdir, args.jobs, args.time_limit, workdir / "mutmut.log")
+    outcome.statuses = read_results(workdir, module)
+    outcome.seconds = time.monotonic() - started
+    listed = {name for name in equivalents if name.startswith(module_key(module) + ".")}
+    outcome.equivalent = {n for n in listed if outcome.statuses.get(n) in (SURVIVED, NO_TESTS)}
+    outcome.stale = listed - outcome.equivalent
+    write_survivors(workdir, outcome, equivalents)
+    return outcome
+
+
+def report(outcomes: list[Outcome]) -> str:
+    header = (f"{'module':<24} {'mutants':>7} {'killed':>6} {'timeout':>7} {'survived':>8} "
+              f"{'equiv.':>6} {'no tests':>8} {'not run':>7} {'score':>6} {'time':>6}")
+    lines = [header, "-" * len(header)]
+    for o in outcomes:
+        score = f"{o.score:.1%}" if o.score is not None else "-"
+        surviving = o.count(SURVIVED) - len(o.equivalent & {n for n, s in o.statuses.items() if s == SURVIVED})
+        no_tests = o.count(NO_TESTS) - len(o.equivalent & {n for n, s in o.statuses.items() if s == NO_TESTS})
+        lines.append(f"{o.module:<24} {len(o.statuses):>7} {o.count(KILLED):>6} {o.count(TIMEOUT):>7} "
+                     f"{surviving:>8} {len(o.equivalent):>6} {no_tests:>8} {o.not_run:>7} {score:>6} "
+                     f"{o.seconds:>5.0f}s")
+    total = Outcome("all", statuses={f"{o.module}:{n}": s for o in outcomes for n, s in o.statuses.items()},
+                    equivalent={f"{o.module}:{n}" for o in outcomes for n in o.equivalent})
+    if len(outcomes) > 1 and total.score is not None:
+        lines.append(f"{'all':<24} {len(total.statuses):>7} {total.count(KILLED):>6} "
+                     f"{total.count(TIMEOUT):>7} {'':>8} {len(total.equivalent):>6} {'':>8} "
+                     f"{total.not_run:>7} {total.score:>6.1%}")
+    lines.append("survived: every test passed (equivalent ones are counted apart); no tests: no "
+                 "selected test calls the function; score: (killed + timeout) / (mutants run - equivalent)")
+    for o in outcomes:
+        if o.error:
+            lines.append(f"{o.module}: {o.error}")
+        if o.stale:
+            lines.append(f"{o.module}: listed as equivalent in docs/TESTING.md but not surviving "
+                         f"(stale, remove or renumber): {', '.join(sorted(o.stale))}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutation",
+                                     description=__doc__.split("\n")[0],
+                                     epilog="See docs/TESTING.md, 'Mutation testing'.")
+    parser.add_argument("modules", nargs="*", metavar="MODULE",
+                        help="paths such as reactor/buffers.py (default: every module listed by --list)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"only {', '.join(QUICK)}, with --time-limit 300 unless given")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="per module; what has not run by then is reported as 'not run' "
+                             "(default: 900, or 300 with --quick)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2,
+                        help="mutants tested at once (default: the number of CPUs)")
+    parser.add_argument("--test-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="pytest-timeout per test under a mutant (default: 30)")
+    parser.add_argument("--workdir", type=Path, default=WORKDIR,
+                        help="where the scratch copies go (default: .mutation/)")
+    parser.add_argument("--fail-under", type=float, default=0.0, metavar="PERCENT",
+                        help="exit with status 1 if a module scores below this (default: 0, never)")
+    parser.add_argument("--list", action="store_true", help="print the modules and their tests, and exit")
+    args = parser.parse_args(argv)
+
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module {unknown[0]!r}; choose from: {', '.join(MODULES)}")
+    if args.time_limit is not None and args.time_limit <= 0:
+        parser.error("--time-limit must be > 0")
+    if args.jobs < 1 or args.test_timeout <= 0:
+        parser.error("--jobs must be >= 1 and --test-timeout > 0")
+    if args.list:
+        for module, tests in MODULES.items():
+            print(f"{module:<24} {' '.join(tests)}{'  (--quick)' if module in QUICK else ''}")
+        return 0
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        print("python -m tests.mutation: mutmut is not installed; "
+              "pip install -e '.[test,mutation]'", file=sys.stderr)
+        return 2
+    modules = args.modules or (QUICK if args.quick else list(MODULES))
+    if args.time_limit is None:
+        args.time_limit = 300.0 if args.quick else 900.0
+    args.workdir = args.workdir.resolve()
+
+    equivalents = listed_equivalents()
+    outcomes = []
+    print(f"mutation testing {len(modules)} module(s) with mutmut, {args.jobs} at once, "
+          f"{args.time_limit:g} s at most each; scratch copies in {args.workdir}", flush=True)
+    for module in modules:
+        print(f"== {module}: {' '.join(MODULES[module])}", flush=True)
+        outcome = run_module(module, args, equivalents)
+        outcomes.append(outcome)
+        score = f"{outcome.score:.1%}" if outcome.score is not None else "-"
+        print(f"   {len(outcome.statuses)} mutants, {outcome.count(KILLED)} killed, "
+              f"{outcome.count(TIMEOUT)} timeout, {outcome.count(SURVIVED)} survived "
+              f"({len(outcome.equivalent)} equivalent), score {score}, {outcome.seconds:.0f} s"
+              + (f"; {outcome.error.splitlines()[0]}" if outcome.error else ""), flush=True)
+    print()
+    print(report(outcomes))
+    below = [o for o in outcomes if o.score is not None and o.score * 100 < args.fail_under]
+    errors = [o for o in outcomes if o.error and not o.statuses]
+    return 1 if below or errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
