@@ -113,6 +113,12 @@ DEFAULT_CONCURRENCY = (1, 10, 100)
 QUICK_SIZES = (1024,)
 QUICK_CONCURRENCY = (1, 10)
 SATURATED = 0.90  # client CPU, as a fraction of the cores it had
+# With 10 or more connections in a closed loop the server always has work:
+# below this share of its core, while the client is not saturated either,
+# both waited for a CPU that something else on the machine was using. Its
+# requests/s then measure the machine, not the server; CPU per request still
+# holds. Such rows are marked.
+CONTENDED = 0.85
 LOADGEN_SRC = Path(__file__).with_name("loadgen.c")
 
 
@@ -374,6 +380,12 @@ def find(summary: list[dict[str, Any]], kind: str, size: int, conc: int) -> dict
                  and e["concurrency"] == conc), {})
 
 
+def contended(entry: dict[str, Any]) -> bool:
+    """Neither server nor client had its core (see CONTENDED): req/s not comparable."""
+    return (entry["concurrency"] >= 10 and entry["server_cpu_frac"] < CONTENDED
+            and entry["client_cpu_frac"] < SATURATED)
+
+
 def grid_tables(summary: list[dict[str, Any]], kinds: Sequence[str], all_kinds: Sequence[str],
                 status: dict[str, str], cells: Sequence[tuple[int, int]], repeat: int) -> str:
     lines = []
@@ -396,6 +408,8 @@ def grid_tables(summary: list[dict[str, Any]], kinds: Sequence[str], all_kinds: 
             client = fmt(entry["client_cpu_frac"] * 100, ".0f", 3) + "%"
             if sat:
                 client += f"  CLIENT SATURATED ({sat}/{entry['runs']} runs)"
+            elif contended(entry):
+                client += "  CONTENDED"
             lines.append(
                 f"{kind:<{W}} {fmt(entry['rps'], ',.0f', 9)} {ratio(entry.get('ratio_rps'), 9)} "
                 f"{fmt(entry['cpu_us_per_req'], '.2f', 10)} {fmt(entry.get('sys_us_per_req'), '.2f', 8)} "
@@ -623,6 +637,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(idle_table(idle_summary, shown, status, idle, active, args.repeat))
     else:
         print(f"idle connections test: {idle_note}\n")
+    marked = [e for e in summary if "rps" in e and not e["client_saturated_runs"] and contended(e)]
+    if marked:
+        print(f"note: {len(marked)} of {len(summary)} rows are marked CONTENDED: with 10 or more connections "
+              f"neither the server (< {CONTENDED:.0%} of its core) nor the client (< {SATURATED:.0%}) was busy, "
+              "so both waited for CPU that something else on this machine used. Their req/s (and ratios of "
+              "req/s) measure the machine; their CPU per request still holds. Rerun on a quiet machine.")
     saturated = [r for r in runs if r.get("client_saturated")]
     if saturated:
         print(f"note: the load generator saturated (>= {SATURATED:.0%} of its core) in {len(saturated)} of "
