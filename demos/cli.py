@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import signal
+import ssl
 import sys
 from typing import Any, Callable, NoReturn, Optional, TypeVar
 
@@ -71,7 +72,7 @@ non_negative_float = _option_type(float, "a number", lambda v: 0 <= v < _INF,
 def receive_send_parser(prog: str, doc: str, receive_help: str, send_help: str
                         ) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
     """(parser, receive, send): the shape of the two-sided demos (file_transfer, udp_pair)."""
-    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0],
+    parser = OneLineParser(prog=prog, description=doc.splitlines()[0],
                                      epilog="Run `%(prog)s receive --help` or `%(prog)s send --help`.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{receive,send}")
@@ -120,3 +121,53 @@ def serve(reactor: Any, address: Any, what: str = "") -> None:
     print(f"listening on {host}:{port_number}{what}", flush=True)
     reactor.run()
     logging.getLogger("demos").info("stopping")
+
+
+# -- TLS options, shared by the servers (chat, echo, proxy) and the clients ------------------
+
+def add_tls_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", metavar="FILE",
+                        help="serve TLS with this certificate chain (PEM); make a local one with "
+                             "python3 -m demos.make_cert")
+    parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+
+
+def server_tls_context(args: argparse.Namespace) -> tuple[Optional[ssl.SSLContext], str]:
+    """(context or None, "") from --tls-cert/--tls-key, or (None, one line saying what is wrong)."""
+    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if cert is None and key is None:
+        return None, ""
+    if cert is None or key is None:
+        return None, "--tls-cert and --tls-key go together"
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        return None, f"cannot read {exc.filename or cert}: {why(exc)}"
+    except (ssl.SSLError, OSError) as exc:
+        return None, (f"cannot use {cert} with {key}: not a PEM certificate chain and its key "
+                      f"({getattr(exc, 'reason', None) or exc})")
+    return context, ""
+
+
+def add_tls_client_options(parser: argparse.ArgumentParser, flag: str = "--tls") -> None:
+    parser.add_argument(flag, action="store_true", dest="tls",
+                        help="connect over TLS (the server's certificate and name are verified)")
+    parser.add_argument("--cafile", metavar="FILE",
+                        help="trust the certificates in FILE (e.g. a local one from demos.make_cert) "
+                             "instead of the system's")
+
+
+def client_tls_context(args: argparse.Namespace) -> tuple[Optional[ssl.SSLContext], str]:
+    """(context or None, "") from --tls/--cafile, or (None, one line saying what is wrong)."""
+    if not getattr(args, "tls", False):
+        return None, "--cafile needs --tls" if getattr(args, "cafile", None) else ""
+    context = ssl.create_default_context()
+    if args.cafile:
+        try:
+            context.load_verify_locations(args.cafile)
+        except FileNotFoundError as exc:
+            return None, f"cannot read {args.cafile}: {why(exc)}"
+        except (ssl.SSLError, OSError) as exc:
+            return None, f"cannot use {args.cafile} as a CA file: {getattr(exc, 'reason', None) or exc}"
+    return context, ""

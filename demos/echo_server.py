@@ -25,7 +25,6 @@ Exit status: 0 when stopped by SIGINT or SIGTERM, 2 if it cannot listen.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import logging
 import sys
@@ -107,7 +106,7 @@ class UdpBindError(OSError):
     hint = " (--no-udp serves tcp only)"
 
 
-def start(reactor: Reactor, host: str, port: int, udp: bool) -> tuple[Any, Any]:
+def start(reactor: Reactor, host: str, port: int, udp: bool, tls: Any = None) -> tuple[Any, Any]:
     """Listen on TCP, then open UDP on the same port number.
 
     With ``port=0`` the kernel picks a free TCP port, which may be taken
@@ -116,7 +115,7 @@ def start(reactor: Reactor, host: str, port: int, udp: bool) -> tuple[Any, Any]:
     """
     attempts = 10 if port == 0 else 1
     for attempt in range(attempts):
-        listener = reactor.listen_tcp(TcpEcho, host, port)
+        listener = reactor.listen_tcp(TcpEcho, host, port, ssl=tls)
         if not udp:
             return listener, None
         tcp_port = listener.address[1]
@@ -132,19 +131,23 @@ def start(reactor: Reactor, host: str, port: int, udp: bool) -> tuple[Any, Any]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = cli.OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=cli.port, default=7007,
                         help="TCP and UDP port; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--no-udp", action="store_true", help="serve TCP only")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    cli.add_tls_server_options(parser)
     add_trace_options(parser)
     args = parser.parse_args(argv)
+    tls, problem = cli.server_tls_context(args)
+    if problem:
+        parser.error(problem)
     cli.setup_logging(args.verbose)
 
     with Reactor() as reactor, traced(reactor, args):
         started = cli.listen_or_explain(PROG, args.host, args.port,
-                                        lambda: start(reactor, args.host, args.port, udp=not args.no_udp))
+                                        lambda: start(reactor, args.host, args.port, udp=not args.no_udp, tls=tls))
         if started is None:
             return 2
         listener, endpoint = started

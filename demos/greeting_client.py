@@ -17,7 +17,6 @@ Exit status: 0 if every connection received the full greeting, 1 otherwise,
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import socket
@@ -110,7 +109,7 @@ class GreetingClient:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = cli.OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="server address (default: %(default)s)")
     parser.add_argument("--port", type=cli.port, default=8000, help="server port (default: %(default)s)")
     parser.add_argument("--count", type=cli.positive_int, default=1, help="concurrent connections (default: %(default)s)")

@@ -14,7 +14,6 @@ raises ``BlockingIOError``, and the selector tells us when to try again.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import logging
 import socket
@@ -150,7 +149,7 @@ class GreetingServer:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = cli.OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=cli.port, default=8000,
                         help="port to listen on; 0 picks a free one (default: %(default)s)")

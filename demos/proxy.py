@@ -39,7 +39,6 @@ Exit status: 0 when stopped by SIGINT or SIGTERM, 2 if it cannot listen.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import sys
@@ -124,11 +123,13 @@ class Relay(Protocol):
 class ClientRelay(Relay):
     """The accepted side: it starts the connection to the target."""
 
-    def __init__(self, reactor: Reactor, target: tuple[str, int], timeout: float) -> None:
+    def __init__(self, reactor: Reactor, target: tuple[str, int], timeout: float,
+                 target_tls: Any = None) -> None:
         super().__init__("client", next(_ids))
         self.reactor = reactor
         self.target = target
         self.timeout = timeout
+        self.target_tls = target_tls  # an ssl.SSLContext: connect to the target over TLS
         self.connector: Optional[Connector] = None
 
     def connection_made(self, transport: Any) -> None:
@@ -148,7 +149,7 @@ class ClientRelay(Relay):
             return target_side
 
         self.connector = self.reactor.connect_tcp(make_target_side, *self.target,
-                                                  timeout=self.timeout)
+                                                  timeout=self.timeout, ssl=self.target_tls)
         self.connector.add_done_callback(self.target_connected)
 
     def target_connected(self, connector: Connector) -> None:
@@ -179,7 +180,7 @@ def _fmt(address: Any) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = cli.OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--listen-host", default="127.0.0.1",
                         help="address to accept clients on (default: %(default)s)")
     parser.add_argument("--listen-port", "--port", type=cli.port, default=8080, dest="listen_port",
@@ -191,15 +192,21 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="give up connecting to the target after this many seconds "
                              "(default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    cli.add_tls_server_options(parser)  # accept clients over TLS (terminate it here)
+    cli.add_tls_client_options(parser, "--target-tls")  # reach the target over TLS
     add_trace_options(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server_tls, problem = cli.server_tls_context(args)
+    target_tls, problem = (None, problem) if problem else cli.client_tls_context(args)
+    if problem:
+        parser.error(problem)
+    cli.setup_logging(args.verbose)
 
     target = (args.target_host, args.target_port)
     with Reactor() as reactor, traced(reactor, args):
         listener = cli.listen_or_explain(PROG, args.listen_host, args.listen_port, lambda: reactor.listen_tcp(
-            lambda: ClientRelay(reactor, target, args.connect_timeout), args.listen_host, args.listen_port))
+            lambda: ClientRelay(reactor, target, args.connect_timeout, target_tls),
+            args.listen_host, args.listen_port, ssl=server_tls))
         if listener is None:
             return 2
         log.info("forwarding to %s:%s", *target)

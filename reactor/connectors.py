@@ -22,13 +22,15 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from .errors import ConnectTimeout
 from .registry import TransportHost
-from .streams import PathLike, ProtocolFactory, StreamTransport, check_factory
-from .tlsstreams import (DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, SSLArgument, TLSProtocol,
-                         TLSTransport, check_timeouts, client_context)
+from .streams import (DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, PathLike, ProtocolFactory,
+                      StreamTransport, check_factory)
+
+if TYPE_CHECKING:  # pragma: no cover  (imported when TLS is asked for: see tls_client_options)
+    from .tlsstreams import SSLArgument, TLSProtocol, TLSTransport
 
 __all__ = ["Connector", "connect_tcp", "connect_unix"]
 
@@ -170,6 +172,7 @@ class Connector:
             self.transport = StreamTransport(self._reactor, sock, protocol)
             self._finish("connected", None)
             return
+        from .tlsstreams import TLSProtocol
         tls = self._tls_protocol = TLSProtocol(self._reactor, protocol, server_side=False,
                                                on_handshake=self._handshake_done, **self._tls)
         StreamTransport(self._reactor, sock, tls)  # done when the handshake is (_handshake_done)
@@ -226,12 +229,17 @@ def _fmt(sockaddr: Any) -> str:
 
 def tls_client_options(ssl: SSLArgument, server_hostname: Optional[str], ssl_handshake_timeout: float,
                        ssl_shutdown_timeout: float) -> Optional[dict[str, Any]]:
-    """TLSProtocol's keyword arguments for ``ssl=``, checked now (not at connect time)."""
-    context = client_context(ssl)
-    if context is None:
+    """TLSProtocol's keyword arguments for ``ssl=``, checked now (not at connect time).
+
+    ``ssl`` and ``tlsstreams`` are imported only when TLS is asked for.
+    """
+    if ssl is None or ssl is False:
         if server_hostname is not None:
             raise ValueError("server_hostname is only meaningful with ssl")
         return None
+    from .tlsstreams import check_timeouts, client_context
+    context = client_context(ssl)
+    assert context is not None
     check_timeouts(ssl_handshake_timeout, ssl_shutdown_timeout)
     if context.check_hostname and not server_hostname:
         raise ValueError("ssl with hostname checking needs server_hostname")

@@ -73,7 +73,7 @@ __all__ = ["DatagramTransport", "open_udp", "MAX_DATAGRAMS_PER_EVENT", "MAX_UDP_
 
 logger = logging.getLogger("reactor")
 
-_CLOSING, _LOST = State.CLOSING, State.LOST
+_CLOSING, _LOST = State.CLOSING.value, State.LOST.value
 
 # The largest UDP payload over IPv4: 65,535 - 20 (IP header) - 8 (UDP header).
 MAX_UDP_PAYLOAD = 65_507
@@ -224,7 +224,7 @@ class DatagramTransport(SocketTransport):
             return
         if not queue:
             self._reactor.remove_writer(self._sock)
-            if self._state is _CLOSING:
+            if self._state == _CLOSING:
                 self._schedule_connection_lost(None)
 
     # -- receiving ---------------------------------------------------------

@@ -82,6 +82,17 @@ def log_traffic(transport: Any, received: bool, data: Any, n: int) -> None:
     bytes these are in its repr.
     """
     shown = bytes(memoryview(data).cast("B")[:min(n, 64)])
-    traffic_logger.debug("%r %s %d bytes%s %r%s", transport, "received" if received else "sent",
-                         n, " (EOF)" if received and not n else "", shown,
+    traffic_logger.debug("%r %s %d %sbytes%s %r%s", transport, "received" if received else "sent",
+                         n, layer_of(transport), " (EOF)" if received and not n else "", shown,
                          "..." if n > 64 else "")
+
+
+def layer_of(transport: Any) -> str:
+    """"tls " for a stream transport carrying TLS records, "plaintext " for the
+    TLS transport above it, "" for plain connections: so that logs and traces
+    tell the two kinds of bytes of one TLS connection apart."""
+    layer = getattr(transport, "layer", None)
+    if layer is None:
+        get_protocol = getattr(transport, "get_protocol", None)
+        layer = getattr(get_protocol(), "carries", None) if get_protocol is not None else None
+    return f"{layer} " if layer else ""

@@ -13,7 +13,7 @@ and what stops a stale I/O event from reaching a callback that was removed
 earlier in the same batch.
 
 The loop runs ``handle._callback(*handle._args)`` inside the error boundary
-of the whole library (``BaseReactor._run_ready``, the one place any handle
+of the whole library (step 5 of ``BaseReactor._run_once``, the one place any handle
 runs): an ``Exception`` raised by user code goes to ``handle._report``, i.e.
 the reactor's exception handler, and the loop carries on. ``KeyboardInterrupt`` and ``SystemExit`` are not caught: they mean "stop
 the program", and swallowing them is how event loops become unkillable.

@@ -117,8 +117,8 @@ class BaseReactor:
         self._closed = True  # until construction succeeds; see __del__
         self._running = False
         self._selector = selector if selector is not None else selectors.DefaultSelector()
-        (self._poll, self._poll_unit, self._poll_read, self._poll_write, self._poll_invalid,
-         self._fd_to_key) = _fast_poll(self._selector)
+        (self._poll, self._poll_unit, self._poll_read, self._poll_write,
+         self._fd_to_key) = _fast_poll(self._selector, self._drop_dead_fds)
         # The first fd number this selector cannot watch (see FD_SETSIZE).
         self.fd_limit: Optional[int] = (
             FD_SETSIZE if isinstance(self._selector, selectors.SelectSelector) else None)
@@ -271,69 +271,105 @@ class BaseReactor:
     # -- one iteration -----------------------------------------------------
 
     def _run_once(self, timeout: Optional[float]) -> None:
-        """Steps 1 to 5 of the module docstring; each step its own method.
+        """Steps 1 to 5 of the module docstring.
 
-        The split costs four calls per iteration, not per event (measured
-        with bench.micro and bench.echo: within noise).
+        What a busy server does every iteration stays inline: step 1's
+        common answers, steps 2-3 on a poll object, and step 5. Every Python
+        call here is paid once per iteration, and measured, one call more
+        per iteration cost 2% of the instructions of a 1 KiB echo at 1 and
+        10 connections (docs/PERFORMANCE.md). The rest has methods of its
+        own: ``_wait_time`` (timers), ``_select_events`` (selectors without
+        a poll object), ``_timers_due``, ``_drop_dead_fds``.
         """
         instruments = self._instruments
         if instruments is not None and not instruments.watches_loop:
             instruments = None  # installed instruments watch connections, not the loop
-        wait = self._wait_time(timeout)
+        # Step 1's two common answers here, the rest in _wait_time.
+        if self._ready or self._stopping:
+            wait = 0.0
+        elif not self._timers._heap and timeout is None:
+            wait = MAX_SELECT_TIMEOUT  # no timers at all (the common case of a busy server)
+        else:
+            wait = self._wait_time(timeout)
         if instruments is not None and instruments.before_select is not None:
             instruments.before_select(wait)
         poll = self._poll
-        if poll is not None:
-            self._poll_events(poll, wait, instruments)
+        if poll is None:
+            self._select_events(wait, instruments)  # steps 2-3, any other selector
         else:
-            self._select_events(wait, instruments)
+            # Steps 2-3 on the poll object itself (Discussion: see _fast_poll),
+            # inline for the same reason as step 5.
+            fd_to_key = self._fd_to_key
+            t0 = _perf_counter()
+            # Busy time is measured from the end of one select() to the start
+            # of the next: two clock reads per iteration instead of three.
+            self._busy_seconds += t0 - self._last_select_end
+            fd_events = poll(wait * self._poll_unit, len(fd_to_key))
+            t1 = self._last_select_end = _perf_counter()
+            self._select_seconds += t1 - t0
+            if instruments is not None and instruments.after_select is not None:
+                instruments.after_select(self._as_events(fd_events), t1 - t0)
+            append = self._ready.append
+            read_bits, write_bits = self._poll_read, self._poll_write
+            for fd, bits in fd_events:
+                try:
+                    key = fd_to_key[fd]  # (a subscript is cheaper than .get(), and never misses here)
+                except KeyError:
+                    continue
+                handles: tuple[Optional[Handle], Optional[Handle]] = key.data  # (typed: unpacked natively when compiled)
+                reader, writer = handles
+                # (A cancelled handle is skipped when run, in step 5.)
+                if bits & read_bits and reader is not None:
+                    append(reader)
+                if bits & write_bits and writer is not None:
+                    append(writer)
         if self._timers._heap:  # (no timers at all: skip the clock read)
             self._timers_due(instruments)
-        self._run_ready(instruments)
+
+        # Step 5, inline (a call per iteration measurably costs at low
+        # concurrency): only what is queued now; work these callbacks
+        # schedule waits for the next select(). This is the error boundary
+        # of the whole library (see handles.py): the one place any handle runs.
+        ready = self._ready
+        self._iterations += 1
+        # Handles run = those dequeued (i + 1) minus those skipped: counted
+        # at the end, not one addition per handle.
+        i = -1
+        skipped = 0
+        if instruments is not None and not instruments.watches_callbacks:
+            instruments = None  # nobody listens to callbacks: no timing around each one
+        popleft = ready.popleft
+        try:  # (free unless it raises: KeyboardInterrupt must not lose the count)
+            for i in range(len(ready)):
+                handle = popleft()
+                if handle._cancelled:
+                    skipped += 1
+                    continue
+                if instruments is not None:  # (hooks looked up per handle: a raising
+                    started = self._before_callback(instruments, handle)  # instrument is gone at once)
+                try:
+                    args = handle._args
+                    if args:
+                        handle._callback(*args)
+                    else:  # (I/O handles: a plain call is cheaper than *() when compiled)
+                        handle._callback()
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    handle._report(exc)
+                if instruments is not None and instruments.after_callback is not None:
+                    instruments.after_callback(handle, _perf_counter() - started)
+        finally:
+            self._callbacks_run += i + 1 - skipped
 
     def _wait_time(self, timeout: Optional[float]) -> float:
-        """Step 1: how long select() may block."""
-        if self._ready or self._stopping:
-            return 0.0
-        if not self._timers._heap and timeout is None:
-            return MAX_SELECT_TIMEOUT  # no timers at all (the common case of a busy server)
+        """Step 1 with timers or a caller's timeout: until the earliest, never longer than a day."""
         deadline = self._timers.next_deadline()
         wait = MAX_SELECT_TIMEOUT if deadline is None else min(
             max(deadline - self._clock(), 0.0), MAX_SELECT_TIMEOUT)
         if timeout is not None and timeout < wait:
             wait = max(timeout, 0.0)
         return wait
-
-    def _poll_events(self, poll: Callable[[float, int], list[tuple[int, int]]], wait: float,
-                     instruments: Optional[InstrumentSet]) -> None:
-        """Steps 2 and 3 on the poll object itself (Discussion: see _fast_poll)."""
-        fd_to_key = self._fd_to_key
-        t0 = _perf_counter()
-        # Busy time is measured from the end of one select() to the start of
-        # the next: two clock reads per iteration instead of three.
-        self._busy_seconds += t0 - self._last_select_end
-        fd_events = poll(wait * self._poll_unit, len(fd_to_key))
-        t1 = self._last_select_end = _perf_counter()
-        self._select_seconds += t1 - t0
-        if instruments is not None and instruments.after_select is not None:
-            instruments.after_select(self._as_events(fd_events), t1 - t0)
-        append = self._ready.append
-        read_bits, write_bits, invalid = self._poll_read, self._poll_write, self._poll_invalid
-        for fd, bits in fd_events:
-            try:
-                key = fd_to_key[fd]  # (a subscript is cheaper than .get(), and never misses here)
-            except KeyError:
-                continue
-            if bits & invalid:  # POLLNVAL: closed while registered
-                self._drop_dead_fds([key])
-                continue
-            handles: tuple[Optional[Handle], Optional[Handle]] = key.data  # (typed: unpacked natively when compiled)
-            reader, writer = handles
-            # (A cancelled handle is skipped when run, in step 5.)
-            if bits & read_bits and reader is not None:
-                append(reader)
-            if bits & write_bits and writer is not None:
-                append(writer)
 
     def _as_events(self, fd_events: list[tuple[int, int]]) -> list[tuple[selectors.SelectorKey, int]]:
         """The (key, mask) pairs ``selector.select()`` would have returned, for after_select."""
@@ -406,44 +442,6 @@ class BaseReactor:
         self._timers.pop_due(self._clock(), ready)
         for handle in list(islice(ready, before, None)):
             instruments.timer_fired(handle)
-
-    def _run_ready(self, instruments: Optional[InstrumentSet]) -> None:
-        """Step 5: only what is queued now; work these callbacks schedule waits for the next select().
-
-        This is the error boundary of the whole library (see handles.py):
-        the one place where any handle runs.
-        """
-        ready = self._ready
-        self._iterations += 1
-        # Handles run = those dequeued (i + 1) minus those skipped: counted
-        # at the end, not one addition per handle.
-        i = -1
-        skipped = 0
-        if instruments is not None and not instruments.watches_callbacks:
-            instruments = None  # nobody listens to callbacks: no timing around each one
-        popleft = ready.popleft
-        try:  # (free unless it raises: KeyboardInterrupt must not lose the count)
-            for i in range(len(ready)):
-                handle = popleft()
-                if handle._cancelled:
-                    skipped += 1
-                    continue
-                if instruments is not None:  # (hooks looked up per handle: a raising
-                    started = self._before_callback(instruments, handle)  # instrument is gone at once)
-                try:
-                    args = handle._args
-                    if args:
-                        handle._callback(*args)
-                    else:  # (I/O handles: a plain call is cheaper than *() when compiled)
-                        handle._callback()
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    handle._report(exc)
-                if instruments is not None and instruments.after_callback is not None:
-                    instruments.after_callback(handle, _perf_counter() - started)
-        finally:
-            self._callbacks_run += i + 1 - skipped
 
     @staticmethod
     def _before_callback(instruments: InstrumentSet, handle: Handle) -> float:
@@ -771,8 +769,9 @@ class BaseReactor:
                 pass
 
 
-def _fast_poll(selector: selectors.BaseSelector) -> tuple[Any, float, int, int, int, "dict[int, selectors.SelectorKey]"]:
-    """(poll, timeout unit, read, write and invalid bits, fd -> key) for steps 2-3, or Nones.
+def _fast_poll(selector: selectors.BaseSelector, drop_dead: Callable[[list[selectors.SelectorKey]], None]
+               ) -> tuple[Any, float, int, int, "dict[int, selectors.SelectorKey]"]:
+    """(poll, timeout unit, read bits, write bits, fd -> key) for steps 2-3, or Nones.
 
     Discussion: ``selector.select()`` is Python code that, per event, looks
     up the key, computes a mask and appends a ``(key, mask)`` tuple, all of
@@ -790,20 +789,29 @@ def _fast_poll(selector: selectors.BaseSelector) -> tuple[Any, float, int, int, 
     classes qualify (a subclass may override ``select()``); an
     ``after_select`` instrument gets the ``(key, mask)`` pairs rebuilt.
     POLLNVAL (poll only: epoll forgets a closed fd by itself) marks an fd
-    closed while registered: ``_drop_dead_fds``. Timeouts: epoll takes
-    seconds, poll milliseconds; both round up to their resolution, so a
-    timer is never polled for early.
+    closed while registered: poll's wrapper hands those to *drop_dead*
+    (``_drop_dead_fds``) before the loop sees them, so the epoll path, the
+    default, pays nothing for the check. Timeouts: epoll takes seconds,
+    poll milliseconds; both round up to their resolution, so a timer is
+    never polled for early.
     """
     inner: Any = getattr(selector, "_selector", None)
     fd_to_key = getattr(selector, "_fd_to_key", None)
     if hasattr(inner, "poll") and isinstance(fd_to_key, dict):
         if type(selector) is getattr(selectors, "EpollSelector", None):
-            return inner.poll, 1.0, ~select.EPOLLOUT, ~select.EPOLLIN, 0, fd_to_key
+            return inner.poll, 1.0, ~select.EPOLLOUT, ~select.EPOLLIN, fd_to_key
         if type(selector) is getattr(selectors, "PollSelector", None):
-            poll = inner.poll
-            return ((lambda timeout, _maxevents: poll(timeout)), 1000.0, ~select.POLLOUT,
-                    ~select.POLLIN, select.POLLNVAL, fd_to_key)
-    return None, 1.0, 0, 0, 0, {}  # (an unused dict: typed, so the compiled build indexes it natively)
+            poll, nval = inner.poll, select.POLLNVAL
+
+            def checked_poll(timeout: float, _maxevents: int) -> list[tuple[int, int]]:
+                events: list[tuple[int, int]] = poll(timeout)
+                dead = [fd_to_key[fd] for fd, bits in events if bits & nval and fd in fd_to_key]
+                if dead:
+                    drop_dead(dead)
+                    events = [(fd, bits) for fd, bits in events if not bits & nval]
+                return events
+            return checked_poll, 1000.0, ~select.POLLOUT, ~select.POLLIN, fd_to_key
+    return None, 1.0, 0, 0, {}  # (an unused dict: typed, so the compiled build indexes it natively)
 
 
 def _is_open_object(fileobj: FileLike) -> bool:

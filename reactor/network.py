@@ -10,18 +10,20 @@ reader can find the code for a front door by its name.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import ssl as _ssl
-
-from . import connectors, datagrams, listeners, tlsstreams
+from . import connectors, datagrams, listeners
 from .connectors import Connector
 from .datagrams import DatagramTransport
 from .listeners import Listener
 from .loop import BaseReactor
 from .protocols import DatagramProtocol
-from .streams import PathLike, ProtocolFactory, StreamTransport
-from .tlsstreams import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, SSLArgument, TLSTransport
+from .streams import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, PathLike, ProtocolFactory, StreamTransport
+
+if TYPE_CHECKING:  # pragma: no cover  (ssl is imported only when TLS is used)
+    import ssl as _ssl
+
+    from .tlsstreams import SSLArgument, TLSTransport
 
 __all__ = ["Reactor"]
 
@@ -127,6 +129,7 @@ class Reactor(BaseReactor):
         they are fed to TLS first. See ``tlsstreams.start_tls``.
         """
         self._check_closed()
+        from . import tlsstreams
         return tlsstreams.start_tls(self, transport, protocol, context, server_side=server_side,
                                     server_hostname=server_hostname,
                                     ssl_handshake_timeout=ssl_handshake_timeout,

@@ -52,9 +52,9 @@ __all__ = ["StreamTransport", "MAX_READ_SIZE", "IOV_MAX", "ProtocolFactory", "Pa
 logger = logging.getLogger("reactor")
 
 # (Final, here and below: constants in the compiled build, not a dict lookup per use.)
-_OPEN: Final = State.OPEN
-_CLOSING: Final = State.CLOSING
-_LOST: Final = State.LOST
+_OPEN: Final = State.OPEN.value
+_CLOSING: Final = State.CLOSING.value
+_LOST: Final = State.LOST.value
 
 # One recv() per readiness event, at most this much, so that one peer cannot
 # keep the loop to itself. recv(n) allocates n bytes and shrinks them to what
@@ -76,6 +76,11 @@ try:
     IOV_MAX = max(16, min(os.sysconf("SC_IOV_MAX"), 1024))
 except (AttributeError, ValueError, OSError):  # pragma: no cover
     IOV_MAX = 16
+
+# TLS's time limits (asyncio's defaults), here so that listening and
+# connecting without TLS never import ssl (tlsstreams.py does, lazily).
+DEFAULT_HANDSHAKE_TIMEOUT = 60.0
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
 StreamProtocol = Union[Protocol, BufferedProtocol]
 ProtocolFactory = Callable[[], StreamProtocol]
@@ -322,7 +327,7 @@ class StreamTransport(SocketTransport):
         state = self._state
         if state >= _LOST:
             return  # closed from resume_writing(); connection_lost is on its way
-        if state is _CLOSING:
+        if state == _CLOSING:
             self._schedule_connection_lost(None)
         elif self._eof_written:
             self._shutdown_write()

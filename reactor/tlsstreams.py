@@ -59,17 +59,15 @@ from typing import Any, Callable, Iterable, Optional, Union
 from .buffers import BytesLike
 from .protocols import BufferedProtocol, Protocol
 from .registry import TransportHost
-from .streams import StreamTransport
+from .streams import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, StreamTransport
 from .tls import HANDSHAKE_DONE, PEER_CLOSED, TLSEngine, TLSState
-from .transports import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER
+from .transports import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, water_marks
 
 __all__ = ["TLSProtocol", "TLSTransport", "start_tls", "client_context", "SSLArgument",
            "DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_SHUTDOWN_TIMEOUT"]
 
 logger = logging.getLogger("reactor")
 
-DEFAULT_HANDSHAKE_TIMEOUT = 60.0  # asyncio's ssl_handshake_timeout
-DEFAULT_SHUTDOWN_TIMEOUT = 30.0  # asyncio's ssl_shutdown_timeout
 
 AppProtocol = Union[Protocol, BufferedProtocol]
 SSLArgument = Union[ssl.SSLContext, bool, None]
@@ -456,13 +454,7 @@ class TLSTransport:
         return self._tls.buffered()
 
     def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._tls.set_limits(high, low)
+        self._tls.set_limits(*water_marks(high, low))
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._tls._low, self._tls._high

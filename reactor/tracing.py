@@ -30,6 +30,7 @@ import time
 from selectors import EVENT_READ, EVENT_WRITE
 from typing import Any, Optional, Sequence, TextIO
 
+from .debug import layer_of
 from .handles import describe_callback
 from .instruments import Instrument
 
@@ -77,7 +78,9 @@ def describe_events(events: Sequence[tuple[Any, int]]) -> str:
 
 
 def _describe_transport(transport: Any) -> str:
-    return f"fd {getattr(transport, '_fileno', '?')} {_address(transport.get_extra_info('peername'))}"
+    layer = layer_of(transport)  # "tls " / "plaintext " on a TLS connection
+    return (f"{layer}fd {getattr(transport, '_fileno', '?')} "
+            f"{_address(transport.get_extra_info('peername'))}")
 
 
 class ChromeTracer(Instrument):
@@ -162,10 +165,11 @@ class ChromeTracer(Instrument):
                                                     "error": repr(exc) if exc else None})
 
     def bytes_received(self, transport: Any, n: int) -> None:
-        self._instant("recv" if n else "eof", "net", {"fd": getattr(transport, "_fileno", None), "bytes": n})
+        self._instant(f"{layer_of(transport)}recv" if n else "eof", "net",
+                      {"fd": getattr(transport, "_fileno", None), "bytes": n})
 
     def bytes_sent(self, transport: Any, n: int) -> None:
-        self._instant("send", "net", {"fd": getattr(transport, "_fileno", None), "bytes": n})
+        self._instant(f"{layer_of(transport)}send", "net", {"fd": getattr(transport, "_fileno", None), "bytes": n})
 
     def close(self) -> None:
         """Close any open span and write the file."""
@@ -224,7 +228,8 @@ class StderrTracer(Instrument):
 
     def bytes_received(self, transport: Any, n: int) -> None:
         fd = getattr(transport, "_fileno", "?")
-        self._say(f"  recv {n} bytes on fd {fd}" if n else f"  end of file on fd {fd} (the peer closed)")
+        self._say(f"  recv {n} {layer_of(transport)}bytes on fd {fd}" if n
+                  else f"  end of file on fd {fd} (the peer closed)")
 
     def bytes_sent(self, transport: Any, n: int) -> None:
-        self._say(f"  sent {n} bytes on fd {getattr(transport, '_fileno', '?')}")
+        self._say(f"  sent {n} {layer_of(transport)}bytes on fd {getattr(transport, '_fileno', '?')}")

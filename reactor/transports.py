@@ -62,12 +62,23 @@ from .registry import TransportHost
 if TYPE_CHECKING:  # pragma: no cover
     from .protocols import BaseProtocol
 
-__all__ = ["SocketTransport", "State", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER"]
+__all__ = ["SocketTransport", "State", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER", "water_marks"]
 
 logger = logging.getLogger("reactor")
 
 DEFAULT_HIGH_WATER = 64 * 1024  # asyncio's default
 DEFAULT_LOW_WATER = 16 * 1024  # asyncio's default: a quarter of high
+
+
+def water_marks(high: Optional[int], low: Optional[int]) -> tuple[int, int]:
+    """(high, low) with asyncio's defaults: high 64 KiB, or 4 * low; low high // 4."""
+    if high is None:
+        high = DEFAULT_HIGH_WATER if low is None else 4 * low
+    if low is None:
+        low = high // 4
+    if not high >= low >= 0:
+        raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+    return high, low
 
 
 class State(enum.IntEnum):
@@ -80,12 +91,14 @@ class State(enum.IntEnum):
     CLOSED = 4
 
 
-# Module constants: cheaper than State.X (and, Final, constants in the compiled build).
-_NEW: Final = State.NEW
-_OPEN: Final = State.OPEN
-_CLOSING: Final = State.CLOSING
-_LOST: Final = State.LOST
-_CLOSED: Final = State.CLOSED
+# The attribute holds the plain int (State.OPEN.value ...): comparing two
+# ints is the cheapest test there is, and write() makes one per call.
+# Final: in the compiled build, C constants, not a module-dict lookup per use.
+_NEW: Final = State.NEW.value
+_OPEN: Final = State.OPEN.value
+_CLOSING: Final = State.CLOSING.value
+_LOST: Final = State.LOST.value
+_CLOSED: Final = State.CLOSED.value
 
 
 class SocketTransport:
@@ -106,7 +119,7 @@ class SocketTransport:
         self._sock = sock
         self._fileno = sock.fileno()
         self._protocol = protocol
-        self._state = _NEW
+        self._state: int = _NEW  # a State's value
         self._made = False
         self._exc: Optional[BaseException] = None  # what connection_lost will receive
         self._peername = peername
@@ -122,7 +135,7 @@ class SocketTransport:
         reactor.call_soon(self._start)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} fd={self._fileno} {self._state.name.lower()} {self._describe()}>"
+        return f"<{type(self).__name__} fd={self._fileno} {State(self._state).name.lower()} {self._describe()}>"
 
     def _describe(self) -> str:
         """The subclass's part of repr(): its reading and writing state."""
@@ -154,9 +167,9 @@ class SocketTransport:
     # -- lifecycle -----------------------------------------------------------
 
     def _start(self) -> None:
-        if self._state is _CLOSED:
+        if self._state == _CLOSED:
             return  # discarded before its protocol heard of it
-        if self._state is _NEW:
+        if self._state == _NEW:
             self._state = _OPEN
         self._made = True
         try:
@@ -174,7 +187,7 @@ class SocketTransport:
             self._maybe_pause_protocol()  # written past high water before connection_made
 
     def _start_reading(self) -> None:
-        if self._state is _OPEN and not self._reading_paused and self._wants_reader():
+        if self._state == _OPEN and not self._reading_paused and self._wants_reader():
             try:
                 self._reactor.add_reader(self._sock, self._reader())
             except (OSError, ValueError) as exc:  # an fd the selector cannot watch
@@ -212,7 +225,7 @@ class SocketTransport:
         self._reactor.call_soon(self._call_connection_lost)
 
     def _call_connection_lost(self) -> None:
-        if self._state is not _CLOSED:
+        if self._state != _CLOSED:
             self._finish()
 
     def _shutdown(self) -> None:
@@ -221,13 +234,13 @@ class SocketTransport:
         Buffered data is dropped; ``connection_lost`` still runs exactly once
         (if ``connection_made`` did).
         """
-        if self._state is not _CLOSED:
+        if self._state != _CLOSED:
             self._clear_write_buffer()
             self._finish()
 
     def _discard(self, exc: BaseException) -> None:
         """Close before the protocol has heard of us: no callback at all."""
-        if self._state is _NEW:
+        if self._state == _NEW:
             self._exc = exc
             self._finish()
 
@@ -269,7 +282,7 @@ class SocketTransport:
         if self._state >= _CLOSING or self._reading_paused:
             return
         self._reading_paused = True
-        if self._state is _OPEN and self._wants_reader():
+        if self._state == _OPEN and self._wants_reader():
             self._reactor.remove_reader(self._sock)
 
     def resume_reading(self) -> None:
@@ -316,13 +329,7 @@ class SocketTransport:
         *low* defaults to *high* // 4. Requires ``high >= low >= 0``. New
         marks that put the buffer on the other side call the protocol now.
         """
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water, self._low_water = high, low
+        self._high_water, self._low_water = water_marks(high, low)
         if self._state >= _LOST:
             return
         self._maybe_pause_protocol()

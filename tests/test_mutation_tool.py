@@ -24,7 +24,8 @@ def has_functions(path: Path) -> bool:
 
 
 def test_every_core_module_with_code_is_mapped_to_tests_that_exist():
-    core = {str(p.relative_to(ROOT)) for p in (ROOT / "reactor").glob("*.py") if has_functions(p)}
+    core = {str(p.relative_to(ROOT)) for p in (ROOT / "reactor").glob("*.py")
+            if has_functions(p) and p.name != "__init__.py"}  # (its one function only imports)
     assert core <= set(mutation.MODULES), core - set(mutation.MODULES)
     assert "demos/chat/core.py" in mutation.MODULES
     for module, patterns in mutation.MODULES.items():

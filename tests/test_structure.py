@@ -146,3 +146,14 @@ def test_a_datagram_transport_runs_on_a_plain_base_reactor(selector_class):
 def test_py_typed_is_shipped_in_the_package_data():
     cfg = (ROOT / "setup.cfg").read_text()
     assert re.search(r"\[options\.package_data\]\s*\nreactor = py\.typed", cfg)
+
+
+def test_plain_servers_do_not_import_ssl():
+    """ssl costs ~4 MiB of RSS per process: only TLS users pay it."""
+    code = ("import sys\nfrom reactor import Protocol, Reactor\n"
+            "with Reactor() as r:\n    l = r.listen_tcp(Protocol, '127.0.0.1', 0)\n"
+            "    c = r.connect_tcp(Protocol, *l.address)\n    r.run_once(0)\n"
+            "    c.cancel(); l.close()\n"
+            "print('ssl' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr

@@ -646,3 +646,27 @@ def test_our_client_against_openssl_s_server(reactor, cert_files):
     finally:
         proc.kill()
         proc.communicate(timeout=10)
+
+
+def test_tracer_and_traffic_log_label_tls_and_plaintext_bytes(reactor, caplog):
+    import io
+    import logging
+
+    from reactor.tracing import StderrTracer
+
+    out = io.StringIO()
+    reactor.add_instrument(StderrTracer(out))
+    reactor._log_traffic = reactor.watch_io = True  # what REACTOR_DEBUG=traffic sets
+    client = Client(b"labelled")
+    listener, connector = tls_pair(reactor, client)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="reactor.traffic"):
+            run_until(reactor, lambda: bytes(client.data) == b"labelled")
+        text = out.getvalue()
+        assert "tls bytes" in text and "plaintext bytes" in text
+        logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "reactor.traffic")
+        assert "8 plaintext bytes b'labelled'" in logged and "tls bytes" in logged
+        connector.result().close()
+        run_until(reactor, lambda: client.lost)
+    finally:
+        listener.close()

@@ -33,7 +33,7 @@ from typing import Any, Optional, Protocol as TypingProtocol
 
 from reactor import LineProtocol, Reactor
 
-from ..cli import OneLineParser, port, positive_float
+from ..cli import OneLineParser, add_tls_client_options, client_tls_context, port, positive_float
 from ..tracing_options import add_trace_options, traced
 from .line_door import PROMPT
 from .server import DEFAULT_PORT
@@ -82,10 +82,11 @@ class ChatClient:
         self.input_done = False
         self.status = 0
 
-    def start(self, host: str, port: int, timeout: float) -> None:
-        self.where = f"{host}:{port}"
+    def start(self, host: str, port: int, timeout: float, tls: Any = None) -> None:
+        self.where = f"{host}:{port}" + (" (TLS)" if tls is not None else "")
         self._status()
-        connector = self.reactor.connect_tcp(lambda: ServerLines(self), host, port, timeout=timeout)
+        connector = self.reactor.connect_tcp(lambda: ServerLines(self), host, port, timeout=timeout,
+                                             ssl=tls)
         connector.add_done_callback(self.connected)
         self.ui.start(self)
 
@@ -222,8 +223,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timeout", type=positive_float, default=10.0, help="connect timeout in seconds")
     parser.add_argument("--plain", action="store_true",
                         help="line-based even on a terminal (the default when not on one)")
+    add_tls_client_options(parser)
     add_trace_options(parser)
     args = parser.parse_args(argv)
+    tls, problem = client_tls_context(args)
+    if problem:
+        parser.error(problem)
 
     tty = sys.stdin.isatty() and sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb"
     with Reactor() as reactor, traced(reactor, args):
@@ -237,7 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         reactor.add_signal_handler(signal.SIGINT, client.interrupted)
         reactor.add_signal_handler(signal.SIGTERM, client.interrupted)
         try:
-            client.start(args.host, args.port, args.timeout)
+            client.start(args.host, args.port, args.timeout, tls)
             reactor.run()
         finally:
             ui.stop()

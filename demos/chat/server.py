@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -26,8 +27,8 @@ from typing import Any, Callable, Optional
 from reactor import Reactor
 from reactor.monitor import start_monitor
 
-from ..cli import (OneLineParser, non_negative_float, non_negative_int, port, positive_float, positive_int,
-                   why)
+from ..cli import (OneLineParser, add_tls_server_options, non_negative_float, non_negative_int, port,
+                   positive_float, positive_int, server_tls_context, why)
 from ..tracing_options import add_trace_options, check_trace_file, traced
 from . import logs
 from .core import Chat, HISTORY_BYTES, HISTORY_LINES
@@ -39,6 +40,7 @@ from .session import Limits
 log = logging.getLogger("demos.chat")
 
 DEFAULT_PORT = 7000
+DEFAULT_TLS_PORT = 7443  # the line door over TLS, with --tls-cert
 MAX_LINE = 1024  # bytes per input line, without the line ending
 MAX_OUTPUT = 256 * 1024  # bytes queued for one client before we give up on it
 MAX_QUEUE = 256 * 1024  # bytes of input waiting (flood-delayed) per client
@@ -72,14 +74,14 @@ class ChatServer:
         self.closing = False
         self.listeners: list[Any] = []
 
-    def listen(self, host: Optional[str], port: int) -> Any:
-        """The line door (nc, telnet, chat_client)."""
-        listener = self.reactor.listen_tcp(lambda: LineDoor(self), host, port)
+    def listen(self, host: Optional[str], port: int, tls: Optional[ssl.SSLContext] = None) -> Any:
+        """The line door (nc, telnet, chat_client; openssl s_client with *tls*)."""
+        listener = self.reactor.listen_tcp(lambda: LineDoor(self), host, port, ssl=tls)
         self.listeners.append(listener)
         return listener
 
-    def listen_irc(self, host: Optional[str], port: int) -> Any:
-        listener = self.reactor.listen_tcp(lambda: IrcDoor(self), host, port)
+    def listen_irc(self, host: Optional[str], port: int, tls: Optional[ssl.SSLContext] = None) -> Any:
+        listener = self.reactor.listen_tcp(lambda: IrcDoor(self), host, port, ssl=tls)
         self.listeners.append(listener)
         return listener
 
@@ -149,6 +151,11 @@ def build_parser() -> OneLineParser:
                         help="seconds to flush goodbyes on SIGINT/SIGTERM before disconnecting "
                              "(a second signal: at once; default: %(default)s)")
     add_trace_options(parser)
+    add_tls_server_options(parser)
+    parser.add_argument("--tls-port", type=port, default=DEFAULT_TLS_PORT, metavar="PORT",
+                        help="with --tls-cert: the line door over TLS (default: %(default)s)")
+    parser.add_argument("--irc-tls-port", type=port, metavar="PORT",
+                        help="with --tls-cert: the IRC door over TLS (off unless given; 6697 is usual)")
     parser.add_argument("--monitor", type=port, metavar="PORT",
                         help="serve the reactor monitor console on 127.0.0.1:PORT (nc to it, type help)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -164,7 +171,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{prog}: {message}", file=sys.stderr)
         return 2
 
-    problem = check_trace_file(args)
+    tls, problem = server_tls_context(args)
+    if not problem and tls is None and args.irc_tls_port is not None:
+        problem = "--irc-tls-port needs --tls-cert and --tls-key"
+    problem = problem or check_trace_file(args)
     if problem:
         return fail(problem)
     handler = logs.install(logging.DEBUG if args.verbose else logging.INFO)
@@ -175,15 +185,20 @@ def main(argv: Optional[list[str]] = None) -> int:
                             max_output=args.max_output, max_queue=args.max_queue, limits=limits,
                             irc_ping_interval=args.ping_interval, irc_ping_timeout=args.ping_timeout,
                             history_lines=args.history, shutdown_grace=args.shutdown_grace)
-        what = "--port"
+        what, bad = "--port", args.port
         try:
             listener = server.listen(args.host, args.port)
-            irc = None
+            irc = tls_listener = irc_tls = None
             if args.irc_port is not None:
-                what = "--irc-port"
+                what, bad = "--irc-port", args.irc_port
                 irc = server.listen_irc(args.host, args.irc_port)
+            if tls is not None:
+                what, bad = "--tls-port", args.tls_port
+                tls_listener = server.listen(args.host, args.tls_port, tls)
+                if args.irc_tls_port is not None:
+                    what, bad = "--irc-tls-port", args.irc_tls_port
+                    irc_tls = server.listen_irc(args.host, args.irc_tls_port, tls)
         except OSError as exc:  # the port is taken, or the address is not ours
-            bad = args.port if what == "--port" else args.irc_port
             return fail(f"cannot listen on {args.host}:{bad}: {why(exc)} (try another {what})")
         monitor = None
         if args.monitor is not None:
@@ -198,6 +213,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"listening on {host}:{port_}", flush=True)
         if irc is not None:
             print(f"irc on {host}:{irc.address[1]}", flush=True)
+        if tls_listener is not None:
+            print(f"tls on {host}:{tls_listener.address[1]}", flush=True)
+        if irc_tls is not None:
+            print(f"irc-tls on {host}:{irc_tls.address[1]}", flush=True)
         if monitor is not None:
             print(f"monitor on 127.0.0.1:{monitor.address[1]}", flush=True)
         print(f"connect with: nc {host} {port_}, telnet {host} {port_}, "
@@ -207,6 +226,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"/server add reactor {host}/{irc.address[1]}", flush=True)
         else:
             print("IRC clients: restart with --irc-port 6667, then irssi -c 127.0.0.1 -p 6667", flush=True)
+        if tls_listener is not None:
+            tls_port = tls_listener.address[1]
+            print(f"over TLS: python3 -m demos.chat_client --tls --cafile {args.tls_cert} --port {tls_port}, "
+                  f"or openssl s_client -connect {host}:{tls_port} -CAfile {args.tls_cert} -quiet",
+                  flush=True)
         if monitor is not None:
             print(f"monitor: nc 127.0.0.1 {monitor.address[1]}, then type help", flush=True)
         print("Ctrl-C stops the server", flush=True)
