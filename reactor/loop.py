@@ -304,7 +304,8 @@ class BaseReactor:
             # Busy time is measured from the end of one select() to the start
             # of the next: two clock reads per iteration instead of three.
             self._busy_seconds += t0 - self._last_select_end
-            fd_events = poll(wait * self._poll_unit, len(fd_to_key))
+            # (Typed: the compiled build then walks it as a list of int pairs.)
+            fd_events: list[tuple[int, int]] = poll(wait * self._poll_unit, len(fd_to_key))
             t1 = self._last_select_end = _perf_counter()
             self._select_seconds += t1 - t0
             if instruments is not None and instruments.after_select is not None:
