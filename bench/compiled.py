@@ -13,7 +13,8 @@ its working directory) imports the compiled ``reactor``; ``bench.servers
 The result is kept in the benchmarks' cache directory (``~/.cache/reactor-
 bench/``, or a temporary one), named by a hash of every source file, the
 interpreter and mypy's version: a changed source builds anew, an unchanged
-one is built once (about 30 s on 2 cores).
+one is built once (about 30 s on 2 cores), and only the last three builds
+are kept.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def build(timeout: float = 600) -> tuple[Optional[Path], str]:
                 if not (final / "reactor").is_dir():
                     raise
                 shutil.rmtree(work, ignore_errors=True)  # another run got there first
+            _prune(directory, keep=final)
             return final, f"{final} (compiled now)"
         except (OSError, subprocess.SubprocessError) as exc:
             errors.append(f"{directory}: {exc}")
@@ -127,6 +129,14 @@ def build(timeout: float = 600) -> tuple[Optional[Path], str]:
             if work.exists() and work != final:
                 shutil.rmtree(work, ignore_errors=True)
     return None, "cannot build: " + "; ".join(errors)
+
+
+def _prune(directory: Path, keep: Path, newest: int = 3) -> None:
+    """Drop all but the *newest* builds of earlier sources (each is a few MiB)."""
+    builds = sorted((p for p in directory.glob("compiled-*") if p != keep and p.is_dir()),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in builds[newest - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def main() -> int:
