@@ -11,12 +11,17 @@ measured in the same run:
 2. ``bench.micro``: call_soon, call_later+cancel, call_soon_threadsafe, and
    the cost of instrument hooks (about 30 seconds);
 3. ``bench.chat_fanout``: the chat server with 10, 100 and 1,000 clients in
-   one room (about 1 minute).
+   one room (about 1 minute);
+4. ``bench.workers``: echo and chat fan-out alone and with ``--workers`` 1
+   and 2 (the chat's workers through Redis; about 2 minutes);
+5. ``bench.chat_redis``: one room on two servers through Redis against one
+   server alone (about 1 minute). 4 and 5 need ``redis-server`` for their
+   Redis rows.
 
 ``--quick`` passes ``--quick`` to each (a smoke run of about 30 seconds in
 all); ``--json DIR`` writes ``echo.json``, ``micro.json`` and
 ``chat_fanout.json`` there. For other options, run a module alone
-(``python -m bench.echo --help``). The exit status is the worst of the three.
+(``python -m bench.echo --help``). The exit status is the worst of them.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import sys
 import time
 from typing import Optional
 
-from bench import chat_fanout, echo, micro
+from bench import chat_fanout, chat_redis, echo, micro, workers
 
-BENCHES = (("echo", echo.main), ("micro", micro.main), ("chat_fanout", chat_fanout.main))
+BENCHES = (("echo", echo.main), ("micro", micro.main), ("chat_fanout", chat_fanout.main),
+           ("workers", workers.main), ("chat_redis", chat_redis.main))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

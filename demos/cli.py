@@ -90,8 +90,10 @@ def run_subcommand(parser: argparse.ArgumentParser, argv: Optional[list[str]]) -
 
 
 def setup_logging(verbose: bool) -> None:
+    tag = os.environ.get("REACTOR_WORKER", "")  # a worker of --workers (demos/workers.py) says which
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s %(levelname)s {'worker ' + tag + ' ' if tag else ''}%(name)s: "
+                               f"%(message)s")
 
 
 def listen_or_explain(prog: str, host: str, port_number: int, start: Callable[[], T]) -> Optional[T]:

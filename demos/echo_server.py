@@ -20,6 +20,8 @@ Memory per connection stays around the high-water mark whatever the client
 does. The UDP side does the same with its datagram queue; UDP has no window,
 so a client that floods us loses datagrams instead (UDP is allowed to).
 
+``--workers N`` serves the same port from N processes (demos/workers.py).
+
 Exit status: 0 when stopped by SIGINT or SIGTERM, 2 if it cannot listen.
 """
 
@@ -31,7 +33,7 @@ import sys
 from typing import Any, Optional
 
 from demos.tracing_options import add_trace_options, traced
-from demos import cli
+from demos import cli, workers
 from reactor import DatagramProtocol, Protocol, Reactor
 
 PROG = "python -m demos.echo_server"  # how users run it, for --help and errors
@@ -106,21 +108,23 @@ class UdpBindError(OSError):
     hint = " (--no-udp serves tcp only)"
 
 
-def start(reactor: Reactor, host: str, port: int, udp: bool, tls: Any = None) -> tuple[Any, Any]:
+def start(reactor: Reactor, host: str, port: int, udp: bool, tls: Any = None,
+          reuse_port: bool = False) -> tuple[Any, Any]:
     """Listen on TCP, then open UDP on the same port number.
 
     With ``port=0`` the kernel picks a free TCP port, which may be taken
     for UDP by another program: then we try again with another one.
     Raises ``OSError``, or ``UdpBindError`` if only the UDP side failed.
+    *reuse_port*: a worker's sockets (SO_REUSEPORT, see demos/workers.py).
     """
     attempts = 10 if port == 0 else 1
     for attempt in range(attempts):
-        listener = reactor.listen_tcp(TcpEcho, host, port, ssl=tls)
+        listener = reactor.listen_tcp(TcpEcho, host, port, ssl=tls, reuse_port=reuse_port)
         if not udp:
             return listener, None
         tcp_port = listener.address[1]
         try:
-            endpoint = reactor.open_udp(UdpEcho, local_addr=(host, tcp_port))
+            endpoint = reactor.open_udp(UdpEcho, local_addr=(host, tcp_port), reuse_port=reuse_port)
         except OSError as exc:
             listener.close()
             if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
@@ -139,19 +143,27 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     cli.add_tls_server_options(parser)
     add_trace_options(parser)
+    workers.add_workers_option(parser)
     args = parser.parse_args(argv)
     tls, problem = cli.server_tls_context(args)
+    problem = problem or workers.check_workers(args)
     if problem:
         parser.error(problem)
     cli.setup_logging(args.verbose)
+    if args.workers is not None and not workers.is_worker():
+        return workers.supervise(PROG, "demos.echo_server", sys.argv[1:] if argv is None else argv,
+                                 [workers.Endpoint("--port", args.host, args.port, udp=not args.no_udp)],
+                                 args.workers)
 
     with Reactor() as reactor, traced(reactor, args):
         started = cli.listen_or_explain(PROG, args.host, args.port,
-                                        lambda: start(reactor, args.host, args.port, udp=not args.no_udp, tls=tls))
+                                        lambda: start(reactor, args.host, args.port, udp=not args.no_udp, tls=tls,
+                                                      reuse_port=workers.is_worker()))
         if started is None:
             return 2
         listener, endpoint = started
         log.info("echoing %s", "tcp only" if endpoint is None else "tcp and udp")
+        workers.watch_lifeline(reactor, reactor.stop)
         cli.serve(reactor, listener.address)
         listener.close()
         # Leaving the with-block closes the reactor, which closes every

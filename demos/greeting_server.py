@@ -21,7 +21,7 @@ import sys
 from typing import Optional
 
 from demos.tracing_options import add_trace_options, traced
-from demos import cli
+from demos import cli, workers
 from reactor import Reactor
 
 GREETING = b"Hello, Client! Welcome to the server.\r\n"
@@ -49,10 +49,11 @@ class Client:
 
 
 class GreetingServer:
-    def __init__(self, reactor: Reactor, host: str, port: int) -> None:
+    def __init__(self, reactor: Reactor, host: str, port: int, reuse_port: bool = False) -> None:
         self.reactor = reactor
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.listener = socket.create_server((host, port), family=family, backlog=128)
+        # reuse_port: one of several worker processes on this port (--workers).
+        self.listener = socket.create_server((host, port), family=family, backlog=128, reuse_port=reuse_port)
         self.listener.setblocking(False)
         self.clients: dict[socket.socket, Client] = {}
         self._warned_fd_limit = False
@@ -155,14 +156,22 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="port to listen on; 0 picks a free one (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     add_trace_options(parser)
+    workers.add_workers_option(parser)
     args = parser.parse_args(argv)
+    problem = workers.check_workers(args)
+    if problem:
+        parser.error(problem)
     cli.setup_logging(args.verbose)
+    if args.workers is not None and not workers.is_worker():
+        return workers.supervise(PROG, "demos.greeting_server", sys.argv[1:] if argv is None else argv,
+                                 [workers.Endpoint("--port", args.host, args.port)], args.workers)
 
     with Reactor() as reactor, traced(reactor, args):
         server = cli.listen_or_explain(PROG, args.host, args.port,
-                                       lambda: GreetingServer(reactor, args.host, args.port))
+                                       lambda: GreetingServer(reactor, args.host, args.port, workers.is_worker()))
         if server is None:
             return 2
+        workers.watch_lifeline(reactor, reactor.stop)
         try:
             cli.serve(reactor, server.address())
         finally:

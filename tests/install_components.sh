@@ -1,8 +1,11 @@
 #!/bin/sh
 # Install the real programs the tests drive, where they are missing:
 #   irssi, weechat-headless, ii (IRC clients), tmux (to drive irssi and
-#   chat_client on a terminal), telnet, and the openssl CLI (a TLS peer);
-#   nc (netcat-openbsd) on request.
+#   chat_client on a terminal), telnet, the openssl CLI (a TLS peer), and
+#   chromium with chromedriver (the web door's browser test, driven by
+#   selenium: Debian's browser, never a downloaded one), redis-server (the
+#   chat's backplane: the tests start their own, on a loopback port, without
+#   persistence); nc (netcat-openbsd) on request.
 # Run as root on Debian/Ubuntu (CI does); elsewhere it says what is missing
 # and exits 0, and the tests that need a missing program skip (or, under
 # CI=true, fail). Usage: sh tests/install_components.sh [PROGRAM ...]
@@ -17,12 +20,15 @@ package_for() {
         tmux) echo tmux ;;
         telnet) echo telnet ;;
         openssl) echo openssl ;;
+        redis-server) echo redis-server ;;
+        chromium) echo chromium ;;
+        chromedriver) echo chromium-driver ;;
         nc) echo netcat-openbsd ;;
         *) echo "install_components.sh: unknown program $1" >&2; exit 2 ;;
     esac
 }
 
-programs=${*:-"irssi weechat-headless ii tmux telnet openssl"}
+programs=${*:-"irssi weechat-headless ii tmux telnet openssl chromium chromedriver redis-server"}
 missing=""
 for program in $programs; do
     command -v "$program" >/dev/null 2>&1 || missing="$missing $(package_for "$program")"

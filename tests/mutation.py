@@ -92,6 +92,7 @@ MODULES: dict[str, list[str]] = {
                            "tests/test_accept_limits.py", "tests/test_tls.py"],
     "demos/chat/core.py": ["tests/test_chat*.py"],
     "demos/chat/session.py": ["tests/test_chat*.py"],
+    "demos/chat/web_messages.py": ["tests/test_chat_web.py", "tests/test_chat_web_clients.py"],
 }
 # Sans-IO modules with fast tests: a smoke run of the whole machinery.
 QUICK = ["reactor/buffers.py", "reactor/framing.py", "reactor/timers.py"]

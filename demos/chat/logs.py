@@ -138,7 +138,9 @@ class LoopSafeHandler(logging.Handler):
 def install(level: int, fd: int = 2) -> LoopSafeHandler:
     """Replace the root logger's handlers with one ``LoopSafeHandler``."""
     handler = LoopSafeHandler(fd)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    tag = os.environ.get("REACTOR_WORKER", "")  # a worker of --workers (demos/workers.py) says which
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {'worker ' + tag + ' ' if tag else ''}"
+                                           f"%(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

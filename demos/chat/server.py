@@ -1,4 +1,4 @@
-"""The chat server: one ``Chat``, a line door for nc/telnet and, with ``--irc-port``, an IRC door.
+"""The chat server: one ``Chat``, a line door for nc/telnet, an IRC door (``--irc-port``), a web door (``--web-port``).
 
 Run ``python -m demos.chat_server`` (port 7000) and connect a few terminals
 with ``nc 127.0.0.1 7000`` or ``telnet 127.0.0.1 7000``; add ``--irc-port
@@ -13,6 +13,11 @@ process that sees it; deadlines are measured on the same clock.
 
 SIGINT or SIGTERM: everyone is told, output is flushed (with a deadline),
 and the process exits with status 0; a second signal aborts at once.
+
+``--redis redis://host:port/db`` shares the rooms with every other chat
+server on that Redis (``backplane``); ``--workers N`` runs N processes
+behind the same ports (``demos/workers.py``; with ``--redis``, so that
+they share their rooms).
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from reactor.monitor import start_monitor
 from ..cli import (OneLineParser, add_tls_server_options, non_negative_float, non_negative_int, port,
                    positive_float, positive_int, server_tls_context, why)
 from ..tracing_options import add_trace_options, check_trace_file, traced
-from . import logs
+from .. import workers
+from . import backplane, logs, web
 from .core import Chat, HISTORY_BYTES, HISTORY_LINES
 from .door import Door
 from .irc_door import IrcDoor
@@ -58,10 +64,13 @@ class ChatServer:
                  max_output: int = MAX_OUTPUT, max_queue: int = MAX_QUEUE, limits: Limits = Limits(),
                  irc_ping_interval: float = PING_INTERVAL, irc_ping_timeout: float = PING_TIMEOUT,
                  history_lines: int = HISTORY_LINES, history_bytes: int = HISTORY_BYTES,
-                 shutdown_grace: float = SHUTDOWN_GRACE, clock: Callable[[], float] = time.time) -> None:
+                 shutdown_grace: float = SHUTDOWN_GRACE, clock: Callable[[], float] = time.time,
+                 chat: Optional[Chat] = None) -> None:
         self.reactor = reactor
         self.clock = clock
-        self.chat = Chat(history_lines=history_lines, history_bytes=history_bytes)
+        # *chat*: a shared one (backplane.SharedChat, --redis), or our own.
+        self.chat = chat if chat is not None else Chat(history_lines=history_lines, history_bytes=history_bytes)
+        self.reuse_port = workers.is_worker()  # one of several processes on these ports (--workers)
         self.doors: set[Door] = set()
         self.max_clients = max_clients
         self.max_line = max_line
@@ -76,12 +85,21 @@ class ChatServer:
 
     def listen(self, host: Optional[str], port: int, tls: Optional[ssl.SSLContext] = None) -> Any:
         """The line door (nc, telnet, chat_client; openssl s_client with *tls*)."""
-        listener = self.reactor.listen_tcp(lambda: LineDoor(self), host, port, ssl=tls)
+        listener = self.reactor.listen_tcp(lambda: LineDoor(self), host, port, ssl=tls,
+                                           reuse_port=self.reuse_port)
         self.listeners.append(listener)
         return listener
 
     def listen_irc(self, host: Optional[str], port: int, tls: Optional[ssl.SSLContext] = None) -> Any:
-        listener = self.reactor.listen_tcp(lambda: IrcDoor(self), host, port, ssl=tls)
+        listener = self.reactor.listen_tcp(lambda: IrcDoor(self), host, port, ssl=tls,
+                                           reuse_port=self.reuse_port)
+        self.listeners.append(listener)
+        return listener
+
+    def listen_web(self, host: Optional[str], port: int, site: Any, tls: Optional[ssl.SSLContext] = None) -> Any:
+        """The web door (``web_door.WebSite``: the chat page, its WebSocket, /reactor); https/wss with *tls*."""
+        listener = self.reactor.listen_tcp(lambda: site.door(secure=tls is not None), host, port, ssl=tls,
+                                           reuse_port=self.reuse_port)
         self.listeners.append(listener)
         return listener
 
@@ -158,7 +176,9 @@ def build_parser() -> OneLineParser:
                         help="with --tls-cert: the IRC door over TLS (off unless given; 6697 is usual)")
     parser.add_argument("--monitor", type=port, metavar="PORT",
                         help="serve the reactor monitor console on 127.0.0.1:PORT (nc to it, type help)")
+    backplane.add_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    web.add_options(parser)
     return parser
 
 
@@ -174,9 +194,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     tls, problem = server_tls_context(args)
     if not problem and tls is None and args.irc_tls_port is not None:
         problem = "--irc-tls-port needs --tls-cert and --tls-key"
-    problem = problem or check_trace_file(args)
+    problem = problem or backplane.check_options(args) or check_trace_file(args) or web.check_options(args, tls)
     if problem:
         return fail(problem)
+    if args.workers is not None and not workers.is_worker():
+        logs.install(logging.DEBUG if args.verbose else logging.INFO)
+        endpoints = [workers.Endpoint("--port", args.host, args.port)]
+        if args.irc_port is not None:
+            endpoints.append(workers.Endpoint("--irc-port", args.host, args.irc_port))
+        if tls is not None:
+            endpoints.append(workers.Endpoint("--tls-port", args.host, args.tls_port))
+            if args.irc_tls_port is not None:
+                endpoints.append(workers.Endpoint("--irc-tls-port", args.host, args.irc_tls_port))
+            if args.web_tls_port is not None:
+                endpoints.append(workers.Endpoint("--web-tls-port", args.host, args.web_tls_port))
+        if args.web_port is not None:
+            endpoints.append(workers.Endpoint("--web-port", args.host, args.web_port))
+        return workers.supervise(prog, "demos.chat_server", sys.argv[1:] if argv is None else argv, endpoints,
+                                 args.workers, grace=args.shutdown_grace, ready="Ctrl-C")
     handler = logs.install(logging.DEBUG if args.verbose else logging.INFO)
     limits = Limits(nick_timeout=args.nick_timeout, idle_timeout=args.idle_timeout,
                     line_timeout=args.line_timeout, flood_rate=args.flood_rate, flood_burst=args.flood_burst)
@@ -184,7 +219,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         server = ChatServer(reactor, max_clients=args.max_clients, max_line=args.max_line,
                             max_output=args.max_output, max_queue=args.max_queue, limits=limits,
                             irc_ping_interval=args.ping_interval, irc_ping_timeout=args.ping_timeout,
-                            history_lines=args.history, shutdown_grace=args.shutdown_grace)
+                            history_lines=args.history, shutdown_grace=args.shutdown_grace,
+                            chat=backplane.make_chat(args, args.history, HISTORY_BYTES))
         what, bad = "--port", args.port
         try:
             listener = server.listen(args.host, args.port)
@@ -200,6 +236,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     irc_tls = server.listen_irc(args.host, args.irc_tls_port, tls)
         except OSError as exc:  # the port is taken, or the address is not ours
             return fail(f"cannot listen on {args.host}:{bad}: {why(exc)} (try another {what})")
+        web_started, problem = web.start(server, args, tls)
+        if problem:
+            return fail(problem)
         monitor = None
         if args.monitor is not None:
             try:
@@ -209,6 +248,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                             f"(try another --monitor)")
         for sig in (signal.SIGINT, signal.SIGTERM):
             reactor.add_signal_handler(sig, server.shutdown)
+        workers.watch_lifeline(reactor, server.shutdown)
+        plane = backplane.start(reactor, server.chat, args)
         host, port_ = listener.address[:2]
         print(f"listening on {host}:{port_}", flush=True)
         if irc is not None:
@@ -233,10 +274,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                   flush=True)
         if monitor is not None:
             print(f"monitor: nc 127.0.0.1 {monitor.address[1]}, then type help", flush=True)
+        for line in web.announce(web_started, args.web_monitor):
+            print(line, flush=True)
+        if plane is not None:
+            print(f"rooms shared through Redis at {plane.address} (start more servers with the same --redis)",
+                  flush=True)
         print("Ctrl-C stops the server", flush=True)
         handler.attach(reactor)
         try:
             reactor.run()
+            backplane.finish(reactor, plane)
         finally:
             handler.detach()
     log.info("bye")
