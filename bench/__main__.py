@@ -1,11 +1,13 @@
 """Every benchmark in one command: ``python -m bench`` (from the repository root).
 
-Runs, one after the other, each printing its own table with its ratios to
-asyncio measured in the same run:
+Runs, one after the other, each printing its own table with its ratios
+measured in the same run:
 
-1. ``bench.echo``: echo servers side by side (reactor, asyncio, and uvloop,
-   Twisted where installed, plus the bare ``selectors`` floor), the full
-   grid and the 5,000 idle connections (about 10 minutes on 2 cores);
+1. ``bench.echo``: echo servers side by side (reactor, reactor-compiled,
+   asyncio in both allocator states, and uvloop, Twisted where installed,
+   plus the bare ``selectors`` floor), the full grid and the 5,000 idle
+   connections (about 15 minutes on 2 cores, and ~30 s more to build the
+   compiled reactor the first time);
 2. ``bench.micro``: call_soon, call_later+cancel, call_soon_threadsafe, and
    the cost of instrument hooks (about 30 seconds);
 3. ``bench.chat_fanout``: the chat server with 10, 100 and 1,000 clients in

@@ -4,7 +4,7 @@
   SIGTERM when the benchmark that started it dies, so nothing outlives a
   killed run.
 * ``raise_nofile()``: the soft RLIMIT_NOFILE up to the hard limit.
-* ``cpu_ticks(pid)``, ``rss_kib(pid)``, ``hwm_kib(pid)``: a process's own
+* ``cpu_ticks(pid)`` (``sys_ticks(pid)``: its kernel part), ``rss_kib(pid)``, ``hwm_kib(pid)``: a process's own
   CPU accounting (utime + stime from ``/proc/PID/stat``) and memory
   (``VmRSS``, ``VmHWM`` from ``/proc/PID/status``).
 * ``pin(pid, cpus)``: ``sched_setaffinity`` when the platform has it.
@@ -29,10 +29,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PARENT_ENV = "REACTOR_BENCH_PARENT"
 
 
-def child_env() -> dict[str, str]:
-    """The environment for a benchmark child: the repository importable, our pid known."""
+def child_env(path_first: Sequence[str] = ()) -> dict[str, str]:
+    """The environment for a benchmark child: the repository importable, our pid known.
+
+    *path_first*: directories searched before the repository (the compiled
+    build of ``bench.compiled``).
+    """
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = os.pathsep.join([*path_first, str(ROOT)]) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env[PARENT_ENV] = str(os.getpid())
     return env
 
@@ -86,6 +91,16 @@ def cpu_ticks(pid: int) -> Optional[int]:
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
 
 
+def sys_ticks(pid: int) -> Optional[int]:
+    """stime of *pid* alone (time in the kernel on its behalf: system calls), in clock ticks."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return int(raw[raw.rindex(b")") + 2:].split()[12])
+
+
 def _status_kib(pid: int, key: bytes) -> Optional[int]:
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
@@ -134,7 +149,8 @@ class Child:
     """
 
     def __init__(self, argv: Sequence[str], *, stdin: bool = False, stderr: Any = None,
-                 cpus: Optional[Sequence[int]] = None) -> None:
+                 cpus: Optional[Sequence[int]] = None, path_first: Optional[str] = None) -> None:
+        """*path_first*: a directory to run in and import from first (see ``child_env``)."""
         self.argv = list(argv)
         self._stderr_file: Optional[IO[bytes]] = None
         if stderr is None:
@@ -144,7 +160,7 @@ class Child:
         self.proc = subprocess.Popen(
             self.argv, stdout=subprocess.PIPE, stderr=stderr,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            cwd=str(ROOT), env=child_env())
+            cwd=path_first or str(ROOT), env=child_env([path_first] if path_first else []))
         self.pid = self.proc.pid
         self.pinned = pin(self.pid, cpus)
         self._buf = b""

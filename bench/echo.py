@@ -1,4 +1,4 @@
-"""Echo servers side by side: reactor, asyncio, uvloop and Twisted, one load generator.
+"""Echo servers side by side: reactor (interpreted and compiled), asyncio, uvloop and Twisted, one load generator.
 
 Run from the repository root::
 
@@ -7,13 +7,30 @@ Run from the repository root::
     python -m bench.echo --sizes 1024 --concurrency 10,100 --repeat 5 --json echo.json
 
 uvloop and Twisted are optional (``pip install -e '.[bench]'``); without
-them their rows say "not installed".
+them their rows say "not installed". The ``reactor-compiled`` row is the
+same source compiled with mypyc, built on the fly (``bench.compiled``; it
+needs mypy, setuptools and a C compiler, or the row says "not built" and
+why); ``--quick`` uses a build made earlier, and builds none.
 
 What runs
 ---------
 Each server is the textbook Protocol echo of its library (``data_received``
 -> ``transport.write``), started in its own process by ``bench.servers``
 (``--kind reactor|asyncio|uvloop|twisted``) on 127.0.0.1 and a free port.
+``selectors`` is not a peer but the floor: the bare loop of a tutorial.
+
+asyncio runs twice, because its speed depends on an accident of glibc's
+allocator (docs/PERFORMANCE.md, "The allocator"): it reads with
+``recv(256 KiB)``, which costs an mmap()+munmap() pair per read until the
+process has once freed a block above the mmap threshold. ``asyncio`` is
+started with the threshold raised (one 1 MiB block allocated and freed,
+``bench.servers --malloc raised``), ``asyncio-mmap`` with it held at glibc's
+initial 128 KiB (``--malloc mmap``). Every other server also starts
+``raised``, so all rows but one run in the same allocator state (none of
+them reads more than 120 KiB at a time, so none is slower in either state).
+Headline ratios compare with the faster of the two asyncio rows in each
+cell: the one that spends less CPU per request (requests/s would pick the
+luckier one at one connection, or on a busy machine).
 A fresh server process serves each measurement, so its peak RSS belongs to
 that measurement alone. Every server is driven by the same load generator:
 ``bench/loadgen.c``, compiled on the fly with the system's C compiler into a
@@ -41,15 +58,21 @@ Method
   the window; at 90% of its core or more it may be the bottleneck, and the
   table says so ("client saturated"): the server's figure is then a lower
   bound.
+* **The kernel's part.** "(kernel)" is the server's stime alone per
+  request: the system calls (recv, send, epoll_wait), which every server
+  makes alike and no user-space work can save. It is read in clock ticks
+  (10 ms), so it is approximate for short windows.
 * **Latency** is per request, send of the first byte to receipt of the last,
   in a log-linear histogram (1.6% resolution): p50 and p99.
 * **Peak RSS** is the server's ``VmHWM`` at the end of its measurement.
 * **Interleaving and medians.** Each repeat (``--repeat``, default 3) runs
   every cell for every server, rotating which server goes first, so slow
   drift of a shared machine hits all servers alike; the table quotes the
-  median of the repeats. Ratios compare with asyncio's median in the same
-  invocation: "x asyncio" above 1 means more requests per second, below 1
-  means less CPU per request.
+  median of the repeats. Ratios compare medians in the same invocation:
+  "x asyncio" with the faster asyncio row, the one with less CPU per
+  request (above 1: more requests per second; below 1: less CPU per
+  request), "x uvloop" and "x floor" the CPU per request with uvloop's and
+  the bare loop's.
 * **Bounded.** Only 127.0.0.1 is contacted; each client process ends itself
   after its window (and has a hard ``alarm()``); every child is terminated,
   waited for, and dies with this process.
@@ -75,17 +98,30 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from bench import compiled
 from bench._proc import (CLK_TCK, Child, ChildTimeout, cpu_ticks, hwm_kib, pin, raise_nofile, rss_kib,
+                         sys_ticks,
                          usable_cpus, write_json)
 
 # "selectors" is not a peer but the floor: a bare selectors loop (bench.servers).
-ALL_SERVERS = ("reactor", "asyncio", "uvloop", "twisted", "selectors")
+ALL_SERVERS = ("reactor", "reactor-compiled", "asyncio", "asyncio-mmap", "uvloop", "twisted", "selectors")
 OPTIONAL = {"uvloop": "uvloop", "twisted": "twisted"}  # server -> module it needs
+# Row name -> (bench.servers --kind, --malloc). See the module docstring.
+SERVER_ARGS = {"reactor-compiled": ("reactor", "raised"), "asyncio-mmap": ("asyncio", "mmap")}
+ASYNCIO_ROWS = ("asyncio", "asyncio-mmap")  # ratios: the faster of the two
+FLOOR = "selectors"
+W = 16  # the server column: len("reactor-compiled")
 DEFAULT_SIZES = (64, 1024, 16 * 1024, 100 * 1024)
 DEFAULT_CONCURRENCY = (1, 10, 100)
 QUICK_SIZES = (1024,)
 QUICK_CONCURRENCY = (1, 10)
 SATURATED = 0.90  # client CPU, as a fraction of the cores it had
+# With 10 or more connections in a closed loop the server always has work:
+# below this share of its core, while the client is not saturated either,
+# both waited for a CPU that something else on the machine was using. Its
+# requests/s then measure the machine, not the server; CPU per request still
+# holds. Such rows are marked.
+CONTENDED = 0.85
 LOADGEN_SRC = Path(__file__).with_name("loadgen.c")
 
 
@@ -171,12 +207,20 @@ class Setup:
             # The C client is one thread: one core. Python workers: all the rest.
             self.client_cpus = [cpus[1]] if self.client_kind == "c" else cpus[1:]
         self.cpus = cpus
+        self.compiled_dir: Optional[Path] = None  # bench.compiled's build, for reactor-compiled
 
 
 # -- one measurement ------------------------------------------------------------
 
 def start_server(kind: str, setup: Setup) -> tuple[Child, int]:
-    server = Child([sys.executable, "-m", "bench.servers", "--kind", kind], cpus=setup.server_cpus)
+    server_kind, malloc = SERVER_ARGS.get(kind, (kind, "raised"))
+    argv = [sys.executable, "-m", "bench.servers", "--kind", server_kind, "--malloc", malloc]
+    path_first = None
+    if kind == "reactor-compiled":
+        assert setup.compiled_dir is not None
+        argv.append("--expect-compiled")
+        path_first = str(setup.compiled_dir)
+    server = Child(argv, cpus=setup.server_cpus, path_first=path_first)
     try:
         line = server.readline(timeout=60)
         if not line or not line.startswith("PORT "):
@@ -202,7 +246,7 @@ def measure(kind: str, setup: Setup, size: int, conns: int, idle: int = 0) -> di
         if idle:
             argv += ["--idle", str(idle)]
         with Child(argv, stdin=bool(idle), cpus=setup.client_cpus) as client:
-            marks: dict[str, tuple[float, Optional[int], Optional[int]]] = {}
+            marks: dict[str, tuple[float, Optional[int], Optional[int], Optional[int]]] = {}
             doc: Optional[dict[str, Any]] = None
             timeout = setup.warmup + setup.duration + 60 + idle / 50
             try:
@@ -211,7 +255,8 @@ def measure(kind: str, setup: Setup, size: int, conns: int, idle: int = 0) -> di
                     if line is None:
                         break
                     if line in ("start", "end", "before", "after"):
-                        marks[line] = (time.monotonic(), cpu_ticks(server.pid), rss_kib(server.pid))
+                        marks[line] = (time.monotonic(), cpu_ticks(server.pid), rss_kib(server.pid),
+                                       sys_ticks(server.pid))
                         if line in ("before", "after"):
                             client.send_line()
                     elif line.startswith("{"):
@@ -229,14 +274,18 @@ def measure(kind: str, setup: Setup, size: int, conns: int, idle: int = 0) -> di
         if server.proc.poll() is not None:
             row["error"] = f"server died: {server.stderr_tail()}"
             return row
-    (t0, c0, _), (t1, c1, _) = marks["start"], marks["end"]
+    (t0, c0, _, k0), (t1, c1, _, k1) = marks["start"], marks["end"]
     server_cpu = (c1 - c0) / CLK_TCK if c0 is not None and c1 is not None else float("nan")
+    # The kernel's part (system calls: recv, send, epoll_wait): what no
+    # user-space work can save (docs/PERFORMANCE.md, "Where the time goes").
+    server_sys = (k1 - k0) / CLK_TCK if k0 is not None and k1 is not None else float("nan")
     requests = doc["requests"]
     row.update(
         ok=requests > 0, requests=requests, duration=doc["duration"], rps=doc["rps"],
         p50_us=doc["p50_us"], p99_us=doc["p99_us"], mean_us=doc["mean_us"], max_us=doc["max_us"],
         server_cpu_s=server_cpu, server_cpu_frac=server_cpu / (t1 - t0) if t1 > t0 else float("nan"),
         cpu_us_per_req=server_cpu * 1e6 / requests if requests else float("nan"),
+        sys_us_per_req=server_sys * 1e6 / requests if requests else float("nan"),
         peak_rss_kib=hwm, client_cpu_s=doc["cpu_s"], client_cpu_frac=doc["cpu_frac"],
         client_saturated=doc["cpu_frac"] >= SATURATED)
     if not requests:
@@ -260,11 +309,17 @@ def median(values: Sequence[float]) -> float:
 
 def summarise(runs: list[dict[str, Any]], keys: Sequence[str], kinds: Sequence[str],
               cells: Sequence[tuple[int, int]], idle: bool) -> list[dict[str, Any]]:
+    """Per cell and server: medians of the repeats, and the ratios.
+
+    ``ratio_rps``/``ratio_cpu``: to the faster asyncio row of the cell, the
+    one with less CPU per request (``base`` names it); ``cpu_x_uvloop``/``rps_x_uvloop``: to uvloop;
+    ``cpu_x_floor``: to the bare ``selectors`` loop.
+    """
     out = []
     for size, conc in cells:
         group = {k: [r for r in runs if r["server"] == k and r["size"] == size and r["concurrency"] == conc
                      and bool(r["idle"]) == idle] for k in kinds}
-        base: dict[str, float] = {}
+        entries: dict[str, dict[str, Any]] = {}
         for kind in kinds:
             ok = [r for r in group[kind] if r["ok"]]
             entry: dict[str, Any] = {"server": kind, "size": size, "concurrency": conc, "runs": len(ok)}
@@ -275,23 +330,35 @@ def summarise(runs: list[dict[str, Any]], keys: Sequence[str], kinds: Sequence[s
                 for key in keys:
                     entry[key] = median([r[key] for r in ok if r.get(key) is not None])
                 entry["client_saturated_runs"] = sum(1 for r in ok if r["client_saturated"])
+            entries[kind] = entry
             out.append(entry)
-            if kind == "asyncio" and ok:
-                base = entry
-        for entry in out[-len(kinds):]:
-            if base and "rps" in entry:
-                entry["ratio_rps"] = entry["rps"] / base["rps"]
-                entry["ratio_cpu"] = entry["cpu_us_per_req"] / base["cpu_us_per_req"]
-                if idle and base.get("kib_per_conn"):
-                    entry["ratio_kib_per_conn"] = entry["kib_per_conn"] / base["kib_per_conn"]
-                # The same ratio taken within each repeat first (pairs run minutes
-                # apart are not compared), then the median: robust to drift.
-                paired = []
-                for r in (x for x in group[entry["server"]] if x["ok"]):
-                    twin = [a for a in group["asyncio"] if a["ok"] and a["repeat"] == r["repeat"]]
-                    if twin:
-                        paired.append(r["rps"] / twin[0]["rps"])
-                entry["ratio_rps_paired"] = median(paired)
+        measured = {k: e for k, e in entries.items() if e.get("rps", 0) > 0}
+        # The faster asyncio: the one that spends less CPU per request (on a
+        # busy machine, or at one connection, requests/s measure waiting).
+        fast = [measured[k] for k in ASYNCIO_ROWS if k in measured]
+        base = min(fast, key=lambda e: e["cpu_us_per_req"]) if fast else None
+        uvloop, floor = measured.get("uvloop"), measured.get(FLOOR)
+        for entry in measured.values():
+            if uvloop:
+                entry["rps_x_uvloop"] = entry["rps"] / uvloop["rps"]
+                entry["cpu_x_uvloop"] = entry["cpu_us_per_req"] / uvloop["cpu_us_per_req"]
+            if floor:
+                entry["cpu_x_floor"] = entry["cpu_us_per_req"] / floor["cpu_us_per_req"]
+            if base is None:
+                continue
+            entry["base"] = base["server"]
+            entry["ratio_rps"] = entry["rps"] / base["rps"]
+            entry["ratio_cpu"] = entry["cpu_us_per_req"] / base["cpu_us_per_req"]
+            if idle and base.get("kib_per_conn"):
+                entry["ratio_kib_per_conn"] = entry["kib_per_conn"] / base["kib_per_conn"]
+            # The same ratio taken within each repeat first (pairs run minutes
+            # apart are not compared), then the median: robust to drift.
+            paired = []
+            for r in (x for x in group[entry["server"]] if x["ok"]):
+                twin = [a for a in group[base["server"]] if a["ok"] and a["repeat"] == r["repeat"]]
+                if twin:
+                    paired.append(r["rps"] / twin[0]["rps"])
+            entry["ratio_rps_paired"] = median(paired)
     return out
 
 
@@ -307,24 +374,36 @@ def ratio(value: Any, width: int = 8) -> str:
 
 def status_row(kind: str, entry: Optional[dict[str, Any]], status: dict[str, str]) -> Optional[str]:
     if status[kind] != "ok":
-        return f"{kind:<9} {status[kind]}"
+        return f"{kind:<{W}} {status[kind]}"
     if entry is None or "rps" not in entry:
-        return f"{kind:<9} failed: {(entry or {}).get('error', 'not run')}"
+        return f"{kind:<{W}} failed: {(entry or {}).get('error', 'not run')}"
     return None
+
+
+def find(summary: list[dict[str, Any]], kind: str, size: int, conc: int) -> dict[str, Any]:
+    return next((e for e in summary if e["server"] == kind and e["size"] == size
+                 and e["concurrency"] == conc), {})
+
+
+def contended(entry: dict[str, Any]) -> bool:
+    """Neither server nor client had its core (see CONTENDED): req/s not comparable."""
+    return (entry["concurrency"] >= 10 and entry["server_cpu_frac"] < CONTENDED
+            and entry["client_cpu_frac"] < SATURATED)
 
 
 def grid_tables(summary: list[dict[str, Any]], kinds: Sequence[str], all_kinds: Sequence[str],
                 status: dict[str, str], cells: Sequence[tuple[int, int]], repeat: int) -> str:
     lines = []
-    header = (f"{'server':<9} {'req/s':>9} {'x asyncio':>9} {'CPU us/req':>10} {'x asyncio':>9} "
-              f"{'p50 us':>8} {'p99 us':>8} {'peak RSS':>9} {'srv CPU':>7} {'client CPU':>10}")
+    header = (f"{'server':<{W}} {'req/s':>9} {'x asyncio':>9} {'CPU us/req':>10} {'(kernel)':>8} {'x asyncio':>9} "
+              f"{'x uvloop':>8} {'x floor':>7} {'p50 us':>8} {'p99 us':>8} {'peak RSS':>9} "
+              f"{'srv CPU':>7} {'client CPU':>10}")
     for size, conc in cells:
+        base = find(summary, ASYNCIO_ROWS[0], size, conc).get("base") or "asyncio"
         lines.append(f"-- {human_size(size)} messages, {conc} connection{'s' if conc > 1 else ''} "
-                     f"(median of {repeat}) --")
+                     f"(median of {repeat}; x asyncio: to {base}, the faster asyncio here) --")
         lines.append(header)
         for kind in all_kinds:
-            entry = next((e for e in summary if e["server"] == kind and e["size"] == size
-                          and e["concurrency"] == conc), None)
+            entry: Optional[dict[str, Any]] = find(summary, kind, size, conc) or None
             bad = status_row(kind, entry, status)
             if bad:
                 lines.append(bad)
@@ -334,37 +413,74 @@ def grid_tables(summary: list[dict[str, Any]], kinds: Sequence[str], all_kinds: 
             client = fmt(entry["client_cpu_frac"] * 100, ".0f", 3) + "%"
             if sat:
                 client += f"  CLIENT SATURATED ({sat}/{entry['runs']} runs)"
+            elif contended(entry):
+                client += "  CONTENDED"
             lines.append(
-                f"{kind:<9} {fmt(entry['rps'], ',.0f', 9)} {ratio(entry.get('ratio_rps'), 9)} "
-                f"{fmt(entry['cpu_us_per_req'], '.1f', 10)} {ratio(entry.get('ratio_cpu'), 9)} "
+                f"{kind:<{W}} {fmt(entry['rps'], ',.0f', 9)} {ratio(entry.get('ratio_rps'), 9)} "
+                f"{fmt(entry['cpu_us_per_req'], '.2f', 10)} {fmt(entry.get('sys_us_per_req'), '.2f', 8)} "
+                f"{ratio(entry.get('ratio_cpu'), 9)} "
+                f"{ratio(entry.get('cpu_x_uvloop'), 8)} {ratio(entry.get('cpu_x_floor'), 7)} "
                 f"{fmt(entry['p50_us'], ',.0f', 8)} {fmt(entry['p99_us'], ',.0f', 8)} "
                 f"{fmt(entry['peak_rss_kib'] / 1024, '.1f', 5)} MiB {fmt(entry['server_cpu_frac'] * 100, '.0f', 6)}% "
                 f"{client:>10}")
         lines.append("")
-    # One matrix of the headline ratio, to read the whole grid at a glance.
+    # The headline ratios over the whole grid, to read at a glance.
     if len(cells) > 1:
         cols = [f"{short_size(s)}/c{c}" for s, c in cells]
         width = max(8, max(len(c) for c in cols) + 1)
-        lines.append("req/s relative to asyncio, same run (medians; > 1.00x is faster):")
-        lines.append(f"{'server':<9}" + "".join(c.rjust(width) for c in cols))
-        for kind in all_kinds:
-            if status[kind] != "ok":
-                lines.append(f"{kind:<9} {status[kind]}")
-                continue
-            row = f"{kind:<9}"
-            for size, conc in cells:
-                entry = next((e for e in summary if e["server"] == kind and e["size"] == size
-                              and e["concurrency"] == conc), {})
-                row += ratio(entry.get("ratio_rps"), width)
-            lines.append(row)
-        lines.append("")
+        for title, key in (
+                ("req/s relative to the faster asyncio row, same run (medians; > 1.00x is faster):", "ratio_rps"),
+                ("req/s relative to uvloop, same run (> 1.00x is faster):", "rps_x_uvloop"),
+                ("CPU per request relative to the bare selectors loop, same run (< 1.00x is cheaper):",
+                 "cpu_x_floor")):
+            lines.append(title)
+            lines.append(f"{'server':<{W}}" + "".join(c.rjust(width) for c in cols))
+            for kind in all_kinds:
+                if status[kind] != "ok":
+                    lines.append(f"{kind:<{W}} {status[kind]}")
+                    continue
+                lines.append(f"{kind:<{W}}" + "".join(
+                    ratio(find(summary, kind, size, conc).get(key), width) for size, conc in cells))
+            lines.append("")
     return "\n".join(lines)
+
+
+def targets(summary: list[dict[str, Any]], cells: Sequence[tuple[int, int]]) -> str:
+    """Issue 14's targets, read from this run's medians (printed, never asserted)."""
+    def check(ok: bool) -> str:
+        return "met" if ok else "NOT MET"
+
+    lines = ["Targets (this run's medians):"]
+    small = [(s, c) for s, c in cells if s == 1024 and c in (10, 100)]
+    for kind, key, limit, against in (("reactor", "cpu_x_floor", 1.05, "the bare loop"),
+                                      ("reactor-compiled", "cpu_x_uvloop", 0.90, "uvloop")):
+        values = [find(summary, kind, s, c).get(key) for s, c in small]
+        if small and all(v is not None for v in values):
+            shown = ", ".join(f"{v:.2f}x at c{c}" for v, (_, c) in zip(values, small))
+            lines.append(f"  {kind}: CPU/request at 1 KiB <= {limit:.2f}x {against}'s: "
+                         f"{check(all(v <= limit for v in values))} ({shown})")
+    for kind, key, against, what in (
+            ("reactor-compiled", "rps_x_uvloop", "uvloop", "req/s"),
+            ("reactor-compiled", "cpu_x_uvloop", "uvloop", "CPU/request"),
+            ("reactor", "ratio_rps", "the faster asyncio", "req/s"),
+            ("reactor", "ratio_cpu", "the faster asyncio", "CPU/request"),
+            ("reactor-compiled", "ratio_rps", "the faster asyncio", "req/s"),
+            ("reactor-compiled", "ratio_cpu", "the faster asyncio", "CPU/request")):
+        entries = [(find(summary, kind, s, c), s, c) for s, c in cells]
+        values = [(e[key], s, c, contended(e)) for e, s, c in entries if e.get(key) is not None]
+        if values:
+            cpu = what == "CPU/request"  # behind: more CPU per request, fewer req/s
+            behind = [f"{short_size(s)}/c{c} {v:.2f}x" + (" (contended)" if busy and not cpu else "")
+                      for v, s, c, busy in values if (v > 1.0 if cpu else v < 1.0)]
+            lines.append(f"  {kind}: no cell behind {against} in {what}: {check(not behind)}"
+                         + (f" (behind: {', '.join(behind)})" if behind else f" ({len(values)} cells)"))
+    return "\n".join(lines) + "\n" if len(lines) > 1 else ""
 
 
 def idle_table(summary: list[dict[str, Any]], all_kinds: Sequence[str], status: dict[str, str],
                idle: int, active: int, repeat: int) -> str:
     lines = [f"-- {idle:,} idle connections + {active} active (1 KiB), median of {repeat} --",
-             f"{'server':<9} {'RSS before':>10} {'RSS after':>10} {'KiB/conn':>9} {'x asyncio':>9} "
+             f"{'server':<{W}} {'RSS before':>10} {'RSS after':>10} {'KiB/conn':>9} {'x asyncio':>9} "
              f"{'active req/s':>12} {'p99 us':>8} {'CPU us/req':>10} {'client CPU':>10}"]
     for kind in all_kinds:
         entry = next((e for e in summary if e["server"] == kind), None)
@@ -377,7 +493,7 @@ def idle_table(summary: list[dict[str, Any]], all_kinds: Sequence[str], status: 
         if entry["client_saturated_runs"]:
             client += f"  CLIENT SATURATED ({entry['client_saturated_runs']}/{entry['runs']} runs)"
         lines.append(
-            f"{kind:<9} {fmt(entry['rss_before_kib'] / 1024, '.1f', 6)} MiB {fmt(entry['rss_after_kib'] / 1024, '.1f', 6)} MiB "
+            f"{kind:<{W}} {fmt(entry['rss_before_kib'] / 1024, '.1f', 6)} MiB {fmt(entry['rss_after_kib'] / 1024, '.1f', 6)} MiB "
             f"{fmt(entry['kib_per_conn'], '.2f', 9)} {ratio(entry.get('ratio_kib_per_conn'), 9)} "
             f"{fmt(entry['rps'], ',.0f', 12)} {fmt(entry['p99_us'], ',.0f', 8)} "
             f"{fmt(entry['cpu_us_per_req'], '.1f', 10)} {client:>10}")
@@ -414,8 +530,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sizes", type=int_list, help="message sizes in bytes (default 64,1024,16384,102400)")
     parser.add_argument("--concurrency", type=int_list, help="connections (default 1,10,100)")
     parser.add_argument("--servers", type=server_list, default=list(ALL_SERVERS),
-                        help="comma-separated subset of reactor,asyncio,uvloop,twisted,selectors "
+                        help=f"comma-separated subset of {','.join(ALL_SERVERS)} "
                              "(default: all; selectors is the bare-loop floor)")
+    parser.add_argument("--compiled", choices=("auto", "build", "cached"), default="auto",
+                        help="reactor-compiled: build it if needed (build), use an earlier build only "
+                             "(cached), or build unless --quick (auto, the default)")
     parser.add_argument("--idle", type=int, help="idle connections for the memory test (default 5000; 200 with --quick)")
     parser.add_argument("--idle-active", type=int, help="active connections during it (default 100; 10 with --quick)")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle-connections test")
@@ -441,8 +560,21 @@ def main(argv: Optional[list[str]] = None) -> int:
             status[kind] = "not selected (--servers)"
         elif kind in OPTIONAL and importlib.util.find_spec(OPTIONAL[kind]) is None:
             status[kind] = f"not installed (pip install {OPTIONAL[kind]}, or the 'bench' extra)"
+    compiled_dir = None
+    if status["reactor-compiled"] == "ok":
+        if args.compiled == "cached" or (args.compiled == "auto" and q):
+            compiled_dir = compiled.cached()
+            if compiled_dir is None:
+                why = compiled.missing() or ("no earlier build of these sources (--quick builds none; "
+                                             "run without it, or with --compiled build)")
+                status["reactor-compiled"] = f"not built: {why}"
+        else:
+            log("reactor-compiled: building (bench.compiled; about 30 s the first time) ...")
+            compiled_dir, note = compiled.build()
+            if compiled_dir is None:
+                status["reactor-compiled"] = f"not built: {note}"
     kinds = [k for k in ALL_SERVERS if status[k] == "ok"]
-    shown = [k for k in ALL_SERVERS if k in args.servers or k in OPTIONAL]
+    shown = [k for k in ALL_SERVERS if k in args.servers or k in OPTIONAL or k == "reactor-compiled"]
 
     soft, hard = raise_nofile()
     idle_note = ""
@@ -454,6 +586,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     run_idle = not idle_note
 
     setup = Setup(args)
+    setup.compiled_dir = compiled_dir
     old_affinity = usable_cpus()
     if setup.client_cpus:
         pin(0, setup.client_cpus)  # this script: on the client's side, away from the server
@@ -464,6 +597,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"python -m bench.echo: Python {platform.python_version()} ({platform.python_implementation()}) "
         f"on {platform.platform()}",
         f"load generator: {setup.client_kind} ({setup.client_note})",
+        f"reactor-compiled: {compiled_dir}" if compiled_dir else "",
         f"cpus: {len(setup.cpus)}; " + (
             f"server pinned to cpu {setup.server_cpus}, client to cpu {setup.client_cpus}"
             if setup.server_cpus else "not pinned" + (" (--no-pin)" if args.no_pin else " (one cpu)")),
@@ -476,7 +610,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             lines.append(f"{kind}: {status[kind]}")
     if idle_note:
         lines.append(f"idle test: {idle_note}")
-    print("\n".join(lines) + "\n", flush=True)
+    print("\n".join(line for line in lines if line) + "\n", flush=True)
 
     runs: list[dict[str, Any]] = []
     done = 0
@@ -495,30 +629,40 @@ def main(argv: Optional[list[str]] = None) -> int:
                     if row["ok"]:
                         extra = f", {row['kib_per_conn']:.2f} KiB/conn" if n_idle else ""
                         sat = " (client saturated)" if row["client_saturated"] else ""
-                        log(f"[{done}/{total}] {kind:<8} {what}: {row['rps']:,.0f} req/s, "
+                        log(f"[{done}/{total}] {kind:<{W}} {what}: {row['rps']:,.0f} req/s, "
                             f"{row['cpu_us_per_req']:.1f} us CPU/req{extra}{sat}")
                     else:
-                        log(f"[{done}/{total}] {kind:<8} {what}: FAILED: {row.get('error')}")
+                        log(f"[{done}/{total}] {kind:<{W}} {what}: FAILED: {row.get('error')}")
     finally:
         pin(0, old_affinity)
     elapsed = time.monotonic() - started
 
-    keys = ("rps", "cpu_us_per_req", "p50_us", "p99_us", "peak_rss_kib", "server_cpu_frac",
+    keys = ("rps", "cpu_us_per_req", "sys_us_per_req", "p50_us", "p99_us", "peak_rss_kib", "server_cpu_frac",
             "client_cpu_frac", "requests")
     summary = summarise(runs, keys, kinds, cells, idle=False)
     idle_summary = (summarise(runs, keys + ("rss_before_kib", "rss_after_kib", "kib_per_conn"), kinds,
                               [(1024, active)], idle=True) if run_idle else [])
     print(grid_tables(summary, kinds, shown, status, cells, args.repeat))
+    print(targets(summary, cells))
     if run_idle:
         print(idle_table(idle_summary, shown, status, idle, active, args.repeat))
     else:
         print(f"idle connections test: {idle_note}\n")
+    marked = [e for e in summary if "rps" in e and not e["client_saturated_runs"] and contended(e)]
+    if marked:
+        print(f"note: {len(marked)} of {len(summary)} rows are marked CONTENDED: with 10 or more connections "
+              f"neither the server (< {CONTENDED:.0%} of its core) nor the client (< {SATURATED:.0%}) was busy, "
+              "so both waited for CPU that something else on this machine used. Their req/s (and ratios of "
+              "req/s) measure the machine; their CPU per request still holds. Rerun on a quiet machine.")
     saturated = [r for r in runs if r.get("client_saturated")]
     if saturated:
         print(f"note: the load generator saturated (>= {SATURATED:.0%} of its core) in {len(saturated)} of "
               f"{len(runs)} runs, marked above; those servers may be faster than shown.")
-    print(f"{len(runs)} runs in {elapsed / 60:.1f} min. Ratios: x asyncio of the median, same invocation; "
-          "CPU is the server process's own utime+stime over the measured window.")
+    print(f"{len(runs)} runs in {elapsed / 60:.1f} min. Ratios of medians, same invocation: x asyncio to the "
+          "faster of asyncio and asyncio-mmap in each cell, x uvloop and x floor (CPU/request) to uvloop and "
+          "the bare selectors loop. CPU is the server process's own utime+stime over the measured window. "
+          "Allocator: every server but asyncio-mmap starts with glibc's mmap threshold raised "
+          "(bench.servers --malloc).")
     if args.json:
         doc = {
             "meta": {"python": sys.version, "platform": platform.platform(), "cpus": len(setup.cpus),

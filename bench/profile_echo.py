@@ -56,6 +56,17 @@ def report_cprofile(path: str, top: int) -> None:
     rows = []
     for (filename, line, name), (cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         rows.append((tt, ct, nc, f"{name} ({_short(filename)}:{line})"))
+    # Requests served: one recv() per request in this closed loop (one message
+    # in flight per connection), so calls per recv() is calls per request.
+    recvs = sum(nc for (_f, _l, name), (_cc, nc, *_rest) in stats.stats.items()  # type: ignore[attr-defined]
+                if name in ("<method 'recv' of '_socket.socket' objects>",
+                            "<method 'recv_into' of '_socket.socket' objects>"))
+    calls = sum(nc for (_cc, nc, *_rest) in stats.stats.values())  # type: ignore[attr-defined]
+    if recvs:
+        python = sum(nc for (f, _l, _n), (_cc, nc, *_r) in stats.stats.items()  # type: ignore[attr-defined]
+                     if f != "~")
+        print(f"cProfile: {calls:,} calls for {recvs:,} recv() calls: {calls / recvs:.2f} calls per request "
+              f"({python / recvs:.2f} to Python functions, {(calls - python) / recvs:.2f} to C functions)\n")
     print(f"cProfile: {total:.2f} s profiled. Self time (tottime) by function:")
     print(f"{'self %':>7} {'incl %':>7} {'calls':>10}  function")
     for tt, ct, nc, label in sorted(rows, reverse=True)[:top]:
@@ -102,7 +113,7 @@ def report_pyspy(path: str, top: int) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_echo", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", default="reactor", choices=("reactor", "asyncio", "uvloop", "twisted"))
+    parser.add_argument("--kind", default="reactor", choices=("reactor", "asyncio", "uvloop", "twisted", "selectors"))
     parser.add_argument("--tool", default="cprofile", choices=("cprofile", "py-spy"))
     parser.add_argument("--native", action="store_true", help="py-spy: include C frames (system calls)")
     parser.add_argument("--size", type=int, default=1024)

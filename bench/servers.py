@@ -18,6 +18,14 @@ a tutorial would write (``serve_selectors``), to show what reactor's
 features cost on top of the readiness and the two system calls per request
 that any pure-Python loop pays.
 
+``--malloc raised|mmap|as-is`` puts glibc's allocator in a known state
+before serving (see ``set_malloc_state``): it decides what a ``recv()`` of
+more than 128 KiB costs, and so asyncio's figures (docs/PERFORMANCE.md,
+"The allocator"). ``bench.echo`` starts every server ``raised`` except its
+``asyncio-mmap`` row. ``--expect-compiled`` (reactor only) refuses to serve
+unless ``reactor.COMPILED``: the ``reactor-compiled`` row must not silently
+measure the pure-Python build.
+
 ``--profile FILE`` runs the loop under cProfile and writes its stats to FILE
 on exit (``python -m pstats FILE``); ``bench.profile_echo`` uses it.
 """
@@ -32,6 +40,52 @@ from typing import Any, Callable, Optional
 from bench._proc import die_with_parent, raise_nofile
 
 KINDS = ("reactor", "asyncio", "uvloop", "twisted", "selectors")
+MALLOC_STATES = ("raised", "mmap", "as-is")
+# glibc's initial mmap threshold: a malloc() this large or larger is served
+# by mmap() and given back by munmap() on free(), until the process frees
+# one such block (then the threshold rises to that block's size; it only
+# ever rises, up to 32 MiB on 64-bit).
+GLIBC_MMAP_THRESHOLD = 128 * 1024
+M_MMAP_THRESHOLD = -3  # mallopt() parameter number, <malloc.h>
+
+
+def set_malloc_state(state: str) -> str:
+    """Put glibc's dynamic mmap threshold in a known state; say what was done.
+
+    * ``raised``: allocate and free one 1 MiB block. It is above the
+      threshold, so mmap() serves it, and freeing it raises the threshold to
+      its size: from then on a 256 KiB ``recv()`` buffer comes from the heap
+      and costs ~1 us, not an mmap()+munmap() pair (~9 us). It is what any
+      process that once freed a large buffer is in, and the state in which
+      asyncio is fastest.
+    * ``mmap``: ``mallopt(M_MMAP_THRESHOLD, 128 KiB)``: glibc's initial
+      threshold, held there (setting it turns the dynamic adjustment off,
+      as ``MALLOC_MMAP_THRESHOLD_=131072`` in the environment does). Every
+      allocation of 128 KiB or more is an mmap()+munmap() pair.
+    * ``as-is``: whatever the interpreter's start-up left (it depends on
+      what the process happened to allocate and free).
+
+    Not glibc (or no ctypes): nothing to do, and the answer says so.
+    """
+    if state == "as-is":
+        return "as-is"
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+        gnu_get_libc_version = libc.gnu_get_libc_version
+    except (OSError, AttributeError, ImportError):
+        return f"{state} requested, but this is not glibc: as-is"
+    gnu_get_libc_version.restype = ctypes.c_char_p
+    version = gnu_get_libc_version().decode()
+    if state == "mmap":
+        if not mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD):
+            return f"mmap requested, mallopt() refused: as-is (glibc {version})"
+        return f"mmap threshold held at {GLIBC_MMAP_THRESHOLD // 1024} KiB (glibc {version})"
+    block = bytearray(1 << 20)  # > the threshold: mmap()ed (a bytearray: not a shared constant)
+    del block  # munmap(): the threshold rises to ~1 MiB
+    return f"mmap threshold raised by freeing one 1 MiB block (glibc {version})"
 
 
 def announce(port: int) -> None:
@@ -162,9 +216,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--backlog", type=int, default=1024)
     parser.add_argument("--profile", metavar="FILE", help="run the loop under cProfile; stats to FILE")
+    parser.add_argument("--malloc", choices=MALLOC_STATES, default="as-is",
+                        help="glibc allocator state before serving (default as-is; see set_malloc_state)")
+    parser.add_argument("--expect-compiled", action="store_true",
+                        help="reactor only: refuse to serve unless reactor.COMPILED (the mypyc build)")
     args = parser.parse_args(argv)
     die_with_parent()
     raise_nofile()
+    if args.expect_compiled:
+        import reactor
+
+        if args.kind != "reactor" or not reactor.COMPILED:
+            print(f"--expect-compiled: reactor.COMPILED is {reactor.COMPILED} "
+                  f"(imported from {reactor.__file__})", file=sys.stderr)
+            return 2
+    malloc_note = set_malloc_state(args.malloc)
+    print(f"MALLOC {malloc_note}", file=sys.stderr, flush=True)
 
     def profiled(run: Callable[[], None]) -> None:
         if not args.profile:

@@ -42,10 +42,17 @@ __all__ = [
     "ConnectionRegistry", "TransportHost", "TLSEngine", "TLSTransport",
     "LineFramer", "LengthPrefixFramer", "NetstringFramer",
     "ReactorError", "FramingError", "FrameTooLong", "WriteBufferOverflow", "ConnectTimeout",
-    "DatagramTruncated",
+    "DatagramTruncated", "COMPILED",
 ]
 __version__ = "0.1.0"
 
+# True when the core modules are the mypyc-compiled build
+# (``REACTOR_COMPILE=1 pip install .``, see setup.py), False for pure Python.
+from importlib.machinery import EXTENSION_SUFFIXES as _EXT
+from . import loop as _loop
+
+COMPILED: bool = _loop.__file__ is not None and _loop.__file__.endswith(tuple(_EXT))
+del _EXT, _loop
 
 def __getattr__(name: str) -> object:
     """TLSEngine and TLSTransport on first use: importing ssl costs ~4 MiB of RSS

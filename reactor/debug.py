@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import traceback
-import weakref
 from typing import Any
 
 from .instruments import Instrument
@@ -54,18 +53,17 @@ class SlowCallbackWarner(Instrument):
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
-        self.sources: "weakref.WeakKeyDictionary[Any, traceback.StackSummary]" = weakref.WeakKeyDictionary()
 
     def remember(self, handle: Any) -> None:
-        """Record where *handle* was created: the caller's frames, not the reactor's own."""
+        """Record, on *handle*, where it was created: the caller's frames, not the reactor's own."""
         stack = traceback.extract_stack(limit=24)
-        self.sources[handle] = traceback.StackSummary.from_list(
+        handle._origin = traceback.StackSummary.from_list(
             [frame for frame in stack if not frame.filename.startswith(_PACKAGE_DIR)][-4:])
 
     def after_callback(self, handle: Any, elapsed: float) -> None:
         if elapsed < self.reactor.slow_callback_duration:
             return
-        source = self.sources.get(handle)
+        source = getattr(handle, "_origin", None)
         where = "".join(traceback.format_list(source)) if source else "  (unknown)\n"
         # A transport's own callback (_on_readable...) is slow because of
         # its protocol's: name that, it is where the time went.

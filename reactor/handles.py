@@ -45,10 +45,31 @@ class HandleOwner(Protocol):
 __all__ = ["Handle", "TimerHandle", "HandleOwner", "describe_callback"]
 
 
+def _qualname(callback: Any) -> Any:
+    """``callback.__qualname__``, naming the class that defines a method.
+
+    A method of a compiled class (the mypyc build, see setup.py) is a
+    builtin method, whose ``__qualname__`` names the instance's class
+    (``Reactor.stop``) where a Python method names the defining one
+    (``BaseReactor.stop``): look it up, so both builds say the same.
+    """
+    name = getattr(callback, "__qualname__", None)
+    owner = getattr(callback, "__self__", None)
+    if name and owner is not None and type(callback) is _BUILTIN_METHOD and "." in name:
+        attr = name.rpartition(".")[2]
+        for cls in type(owner).__mro__:
+            if attr in cls.__dict__:
+                return f"{cls.__qualname__}.{attr}"
+    return name
+
+
+_BUILTIN_METHOD = type(len)
+
+
 def _callback_name(callback: Any) -> str:
     if isinstance(callback, functools.partial):
         callback = callback.func
-    return getattr(callback, "__qualname__", None) or type(callback).__name__
+    return _qualname(callback) or type(callback).__name__
 
 
 def describe_callback(callback: Callable[..., Any], args: tuple[Any, ...] = ()) -> str:
@@ -56,14 +77,17 @@ def describe_callback(callback: Callable[..., Any], args: tuple[Any, ...] = ()) 
     if isinstance(callback, functools.partial):
         args = callback.args + args
         callback = callback.func
-    name = getattr(callback, "__qualname__", None) or repr(callback)
+    name = _qualname(callback) or repr(callback)
     return f"{name}({', '.join(reprlib.repr(a) for a in args)})"
 
 
 class Handle:
     """A callback scheduled to run once (or, for I/O, once per event)."""
 
-    __slots__ = ("_callback", "_args", "_cancelled", "_reactor", "_repr", "__weakref__")
+    # _origin: where debug mode saw the handle made (reactor.debug); an
+    # attribute, not a weak-keyed table, since compiled classes (the mypyc
+    # build) cannot be weakly referenced.
+    __slots__ = ("_callback", "_args", "_cancelled", "_reactor", "_repr", "_origin")
 
     def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...], reactor: HandleOwner) -> None:
         self._callback = callback
@@ -73,6 +97,7 @@ class Handle:
         # Computed while the callback is still known, so a cancelled handle
         # can still say what it was.
         self._repr: str | None = None
+        self._origin: Any = None
 
     def __repr__(self) -> str:
         state = " cancelled" if self._cancelled else ""
@@ -122,6 +147,7 @@ class TimerHandle(Handle):
         self._cancelled = False
         self._reactor = reactor
         self._repr = None
+        self._origin = None
         self._when = when
         # True while the handle sits in the heap: only then does cancelling it
         # add to the heap's count of dead entries.

@@ -60,7 +60,7 @@ import warnings
 from collections import deque
 from itertools import islice
 from selectors import EVENT_READ, EVENT_WRITE
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Final, Optional, Union
 
 from .debug import DEFAULT_SLOW_CALLBACK, SlowCallbackWarner, debug_setting, log_traffic
 from .handles import Handle, TimerHandle, describe_callback
@@ -77,13 +77,14 @@ logger = logging.getLogger("reactor")
 # asyncio's MAXIMUM_SELECT_TIMEOUT: epoll and poll take the timeout in
 # milliseconds as a C int, so much larger values overflow. A loop with nothing
 # to do wakes up once a day, which costs nothing.
-MAX_SELECT_TIMEOUT = 24 * 3600.0
+MAX_SELECT_TIMEOUT: Final = 24 * 3600.0
 # select()'s fd_set holds descriptors below this (glibc's FD_SETSIZE). asyncio
 # and CPython's select module both stop at it: select() raises ValueError for
 # a larger one, for every fd at once, every iteration. So the reactor refuses
 # such an fd when it is registered, where the caller can still act on it.
 FD_SETSIZE = 1024
-_perf_counter = _time.perf_counter
+# (Final: in the compiled build, a constant rather than a dict lookup per use.)
+_perf_counter: Final = _time.perf_counter
 
 FileLike = Union[int, Any]  # an fd, or any object with a fileno() method
 ExceptionHandler = Callable[["BaseReactor", "dict[str, Any]"], Any]
@@ -303,18 +304,21 @@ class BaseReactor:
             # Busy time is measured from the end of one select() to the start
             # of the next: two clock reads per iteration instead of three.
             self._busy_seconds += t0 - self._last_select_end
-            fd_events = poll(wait * self._poll_unit, len(fd_to_key))
+            # (Typed: the compiled build then walks it as a list of int pairs.)
+            fd_events: list[tuple[int, int]] = poll(wait * self._poll_unit, len(fd_to_key))
             t1 = self._last_select_end = _perf_counter()
             self._select_seconds += t1 - t0
             if instruments is not None and instruments.after_select is not None:
                 instruments.after_select(self._as_events(fd_events), t1 - t0)
-            key_get, append = fd_to_key.get, self._ready.append
+            append = self._ready.append
             read_bits, write_bits = self._poll_read, self._poll_write
             for fd, bits in fd_events:
-                key = key_get(fd)
-                if key is None:
+                try:
+                    key = fd_to_key[fd]  # (a subscript is cheaper than .get(), and never misses here)
+                except KeyError:
                     continue
-                reader, writer = key.data
+                handles: tuple[Optional[Handle], Optional[Handle]] = key.data  # (typed: unpacked natively when compiled)
+                reader, writer = handles
                 # (A cancelled handle is skipped when run, in step 5.)
                 if bits & read_bits and reader is not None:
                     append(reader)
@@ -329,20 +333,27 @@ class BaseReactor:
         # of the whole library (see handles.py): the one place any handle runs.
         ready = self._ready
         self._iterations += 1
-        ran = 0
+        # Handles run = those dequeued (i + 1) minus those skipped: counted
+        # at the end, not one addition per handle.
+        i = -1
+        skipped = 0
         if instruments is not None and not instruments.watches_callbacks:
             instruments = None  # nobody listens to callbacks: no timing around each one
         popleft = ready.popleft
         try:  # (free unless it raises: KeyboardInterrupt must not lose the count)
-            for _ in range(len(ready)):
+            for i in range(len(ready)):
                 handle = popleft()
                 if handle._cancelled:
+                    skipped += 1
                     continue
-                ran += 1
                 if instruments is not None:  # (hooks looked up per handle: a raising
                     started = self._before_callback(instruments, handle)  # instrument is gone at once)
                 try:
-                    handle._callback(*handle._args)
+                    args = handle._args
+                    if args:
+                        handle._callback(*args)
+                    else:  # (I/O handles: a plain call is cheaper than *() when compiled)
+                        handle._callback()
                 except (SystemExit, KeyboardInterrupt):
                     raise
                 except BaseException as exc:
@@ -350,7 +361,7 @@ class BaseReactor:
                 if instruments is not None and instruments.after_callback is not None:
                     instruments.after_callback(handle, _perf_counter() - started)
         finally:
-            self._callbacks_run += ran
+            self._callbacks_run += i + 1 - skipped
 
     def _wait_time(self, timeout: Optional[float]) -> float:
         """Step 1 with timers or a caller's timeout: until the earliest, never longer than a day."""
@@ -760,7 +771,7 @@ class BaseReactor:
 
 
 def _fast_poll(selector: selectors.BaseSelector, drop_dead: Callable[[list[selectors.SelectorKey]], None]
-               ) -> tuple[Any, float, int, int, Any]:
+               ) -> tuple[Any, float, int, int, "dict[int, selectors.SelectorKey]"]:
     """(poll, timeout unit, read bits, write bits, fd -> key) for steps 2-3, or Nones.
 
     Discussion: ``selector.select()`` is Python code that, per event, looks
@@ -801,7 +812,7 @@ def _fast_poll(selector: selectors.BaseSelector, drop_dead: Callable[[list[selec
                     events = [(fd, bits) for fd, bits in events if not bits & nval]
                 return events
             return checked_poll, 1000.0, ~select.POLLOUT, ~select.POLLIN, fd_to_key
-    return None, 1.0, 0, 0, None
+    return None, 1.0, 0, 0, {}  # (an unused dict: typed, so the compiled build indexes it natively)
 
 
 def _is_open_object(fileobj: FileLike) -> bool:

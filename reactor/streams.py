@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Final, Iterable, Optional, Union
 
 from .buffers import BytesLike, SendBuffer
 from .errors import WriteBufferOverflow
@@ -51,7 +51,10 @@ __all__ = ["StreamTransport", "MAX_READ_SIZE", "IOV_MAX", "ProtocolFactory", "Pa
 
 logger = logging.getLogger("reactor")
 
-_OPEN, _CLOSING, _LOST = State.OPEN.value, State.CLOSING.value, State.LOST.value
+# (Final, here and below: constants in the compiled build, not a dict lookup per use.)
+_OPEN: Final = State.OPEN.value
+_CLOSING: Final = State.CLOSING.value
+_LOST: Final = State.LOST.value
 
 # One recv() per readiness event, at most this much, so that one peer cannot
 # keep the loop to itself. recv(n) allocates n bytes and shrinks them to what
@@ -62,12 +65,12 @@ _OPEN, _CLOSING, _LOST = State.OPEN.value, State.CLOSING.value, State.LOST.value
 # costs 150 ns more), but ~9 us with asyncio's recv(256 KiB). Large enough
 # for a 100 KiB message in one read: bench.echo 100 KiB x 10 connections
 # went from 41,500 req/s with 64 KiB to 57,500 with 120 KiB.
-MAX_READ_SIZE = 120 * 1024
+MAX_READ_SIZE: Final = 120 * 1024
 # The send buffer of every connection with nothing buffered: shared, always
 # empty, never appended to (write() installs a SendBuffer of its own first).
 # Most connections, most of the time, buffer nothing; 5,000 idle ones need
 # not hold 5,000 empty buffers.
-_NO_BUFFER = SendBuffer()
+_NO_BUFFER: Final = SendBuffer()
 # The most iovecs one sendmsg() accepts (1024 on Linux, 16 is POSIX's floor).
 try:
     IOV_MAX = max(16, min(os.sysconf("SC_IOV_MAX"), 1024))

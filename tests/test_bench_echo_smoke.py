@@ -41,30 +41,39 @@ def run_bench(args: list[str], json_path: Path, timeout: float) -> tuple[dict[st
 
 
 def test_echo_quick_reports_reactor_and_asyncio_with_ratios(tmp_path):
-    doc, text = run_bench(["bench.echo", "--quick"], tmp_path / "echo.json", timeout=45)
-    assert doc["servers"]["reactor"] == doc["servers"]["asyncio"] == "ok"
+    doc, text = run_bench(["bench.echo", "--quick"], tmp_path / "echo.json", timeout=60)
+    assert doc["servers"]["reactor"] == doc["servers"]["asyncio"] == doc["servers"]["asyncio-mmap"] == "ok"
+    assert doc["servers"]["selectors"] == "ok"
     for optional in ("uvloop", "twisted"):
         assert doc["servers"][optional] == "ok" or doc["servers"][optional].startswith("not installed")
+    # --quick builds nothing: an earlier build of these sources, or a reason.
+    assert doc["servers"]["reactor-compiled"] == "ok" or doc["servers"]["reactor-compiled"].startswith("not built: ")
     by_server: dict[str, list[dict[str, Any]]] = {}
     for entry in doc["summary"]:
         by_server.setdefault(entry["server"], []).append(entry)
-    for kind in ("reactor", "asyncio"):
+    for kind in ("reactor", "asyncio", "asyncio-mmap", "selectors"):
         assert by_server[kind], kind
         for entry in by_server[kind]:
-            for key in ("rps", "cpu_us_per_req", "p50_us", "p99_us", "peak_rss_kib", "ratio_rps", "ratio_cpu"):
+            for key in ("rps", "cpu_us_per_req", "p50_us", "p99_us", "peak_rss_kib", "ratio_rps", "ratio_cpu",
+                        "cpu_x_floor"):
                 assert entry[key] > 0, (kind, key, entry)
-    for entry in by_server["asyncio"]:
-        assert entry["ratio_rps"] == 1.0
     for entry in by_server["reactor"]:
-        asyncio_entry = next(e for e in by_server["asyncio"] if e["size"] == entry["size"]
-                             and e["concurrency"] == entry["concurrency"])
-        assert entry["ratio_rps"] == entry["rps"] / asyncio_entry["rps"]
+        # Every ratio is to the faster asyncio row of its cell: less CPU per request.
+        cell = [e for e in doc["summary"] if e["size"] == entry["size"] and e["concurrency"] == entry["concurrency"]]
+        fast = min((e for e in cell if e["server"] in ("asyncio", "asyncio-mmap")), key=lambda e: e["cpu_us_per_req"])
+        assert entry["base"] == fast["server"] and fast["ratio_rps"] == 1.0
+        assert entry["ratio_rps"] == entry["rps"] / fast["rps"]
+        floor = next(e for e in cell if e["server"] == "selectors")
+        assert entry["cpu_x_floor"] == entry["cpu_us_per_req"] / floor["cpu_us_per_req"]
     idle = {e["server"]: e for e in doc["idle_summary"]}
     assert idle["reactor"]["rss_after_kib"] > 0 and idle["reactor"]["kib_per_conn"] is not None
-    assert "x asyncio" in text and "idle connections" in text
+    assert "x asyncio" in text and "idle connections" in text and "Targets" in text
     for kind in ("uvloop", "twisted"):
         if doc["servers"][kind] != "ok":
-            assert f"{kind:<9} not installed" in text
+            assert any(line.split()[:3] == [kind, "not", "installed"] for line in text.splitlines())
+    compiled = doc["servers"]["reactor-compiled"]
+    assert any(line.startswith("reactor-compiled ") and (compiled == "ok" or compiled in line)
+               for line in text.splitlines())
 
 
 def test_echo_python_load_generator(tmp_path):
@@ -73,6 +82,7 @@ def test_echo_python_load_generator(tmp_path):
     assert doc["meta"]["client"] == "python"
     entries = {e["server"]: e for e in doc["summary"]}
     assert entries["reactor"]["rps"] > 0 and entries["asyncio"]["rps"] > 0
+    assert doc["servers"]["asyncio-mmap"] == "not selected (--servers)"
     assert entries["reactor"]["ratio_rps"] > 0
     assert "skipped (--no-idle)" in text
 

@@ -31,3 +31,26 @@ def test_stream_throughput_runs_and_checks_every_byte(capsys):
 
     assert stream_throughput.main(["--mib", "5"]) == 0
     assert "MiB/s each way" in capsys.readouterr().out
+
+
+def test_allocator_bench_reports_each_read_size_in_both_states(capsys):
+    """bench.allocator: a figure per recv size and allocator state (PERFORMANCE.md, "The allocator")."""
+    from bench import allocator
+
+    assert allocator.main(["-n", "2000"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if "KiB" in line and "us CPU" in line]
+    assert [row[0] for row in rows] == ["64", "120", "256"]
+    for row in rows:
+        figures = [float(row[i - 1]) for i, word in enumerate(row) if word == "us"]
+        assert len(figures) == 2 and min(figures) > 0  # raised and mmap
+
+
+def test_hotpath_bench_reports_reactor_against_the_floor(capsys):
+    from bench import hotpath
+
+    assert hotpath.main(["--concurrency", "10", "--trials", "1", "--requests", "2000"]) == 0
+    out = capsys.readouterr().out
+    floor = next(line for line in out.splitlines() if line.startswith("selectors (floor)"))
+    reactor = next(line for line in out.splitlines() if line.startswith("reactor "))
+    assert floor.split()[-1] == "1.00x"
+    assert float(reactor.split()[-2]) > 0 and reactor.split()[-1].endswith("x")
