@@ -521,6 +521,12 @@ def server_list(text: str) -> list[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if "--tls" in args_in:  # the TLS rows: bench/tls_echo.py (its own options follow --tls)
+        from . import tls_echo
+
+        args_in.remove("--tls")
+        return tls_echo.main(args_in)
     parser = argparse.ArgumentParser(prog="python -m bench.echo", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny grid, short windows: a smoke run")
@@ -542,6 +548,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="load generator: the C one if a compiler exists (auto), or force one")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client to separate cores")
     parser.add_argument("--json", metavar="FILE", help="write every run and the summary as JSON to FILE")
+    parser.add_argument("--tls", action="store_true",
+                        help="the TLS echo instead (reactor, asyncio, uvloop at 1 and 16 KiB: bench/tls_echo.py)")
     args = parser.parse_args(argv)
     q = args.quick
     args.repeat = args.repeat if args.repeat is not None else (1 if q else 3)

@@ -92,7 +92,8 @@ def announce(port: int) -> None:
     print(f"PORT {port}", flush=True)
 
 
-def serve_reactor(host: str, port: int, backlog: int, profiled: Callable[[Callable[[], None]], None]) -> None:
+def serve_reactor(host: str, port: int, backlog: int, profiled: Callable[[Callable[[], None]], None],
+                  tls: Any = None) -> None:
     from reactor import Protocol, Reactor
 
     class Echo(Protocol):
@@ -103,7 +104,7 @@ def serve_reactor(host: str, port: int, backlog: int, profiled: Callable[[Callab
             self.transport.write(data)
 
     with Reactor() as reactor:
-        listener = reactor.listen_tcp(Echo, host, port, backlog=backlog)
+        listener = reactor.listen_tcp(Echo, host, port, backlog=backlog, ssl=tls)
         for sig in (signal.SIGTERM, signal.SIGINT):
             reactor.add_signal_handler(sig, reactor.stop)
         announce(listener.address[1])
@@ -111,7 +112,7 @@ def serve_reactor(host: str, port: int, backlog: int, profiled: Callable[[Callab
 
 
 def serve_asyncio(host: str, port: int, backlog: int, profiled: Callable[[Callable[[], None]], None],
-                  use_uvloop: bool = False) -> None:
+                  use_uvloop: bool = False, tls: Any = None) -> None:
     import asyncio
 
     class Echo(asyncio.Protocol):
@@ -128,7 +129,7 @@ def serve_asyncio(host: str, port: int, backlog: int, profiled: Callable[[Callab
     else:
         loop = asyncio.new_event_loop()
     try:
-        server = loop.run_until_complete(loop.create_server(Echo, host, port, backlog=backlog))
+        server = loop.run_until_complete(loop.create_server(Echo, host, port, backlog=backlog, ssl=tls))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, loop.stop)
         announce(server.sockets[0].getsockname()[1])
@@ -220,7 +221,17 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="glibc allocator state before serving (default as-is; see set_malloc_state)")
     parser.add_argument("--expect-compiled", action="store_true",
                         help="reactor only: refuse to serve unless reactor.COMPILED (the mypyc build)")
+    parser.add_argument("--tls", metavar="CERT,KEY",
+                        help="serve TLS with this PEM certificate and key (reactor, asyncio, uvloop)")
     args = parser.parse_args(argv)
+    tls = None
+    if args.tls:
+        import ssl
+
+        if args.kind not in ("reactor", "asyncio", "uvloop"):
+            parser.error("--tls is for reactor, asyncio and uvloop")
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(*args.tls.split(",", 1))
     die_with_parent()
     raise_nofile()
     if args.expect_compiled:
@@ -248,9 +259,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             profiler.dump_stats(args.profile)
 
     if args.kind == "reactor":
-        serve_reactor(args.host, args.port, args.backlog, profiled)
+        serve_reactor(args.host, args.port, args.backlog, profiled, tls)
     elif args.kind in ("asyncio", "uvloop"):
-        serve_asyncio(args.host, args.port, args.backlog, profiled, use_uvloop=args.kind == "uvloop")
+        serve_asyncio(args.host, args.port, args.backlog, profiled, use_uvloop=args.kind == "uvloop", tls=tls)
     elif args.kind == "selectors":
         serve_selectors(args.host, args.port, args.backlog, profiled)
     else:

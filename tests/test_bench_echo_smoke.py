@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -116,3 +118,15 @@ def test_one_command_runs_every_benchmark(tmp_path):
         assert f"==== bench.{name}: exit status 0" in text
         assert json.loads((tmp_path / f"{name}.json").read_text())
     assert "reactor/asyncio" in text and "x asyncio" in text
+
+
+def test_the_tls_rows_run():
+    """python -m bench.echo --tls: the TLS echo (bench/tls_echo.py), tiny."""
+    pytest.importorskip("trustme", reason="trustme is in the test extra")
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "bench.echo", "--tls", "--quick", "--sizes", "1024",
+                             "--seconds", "0.3", "--conns", "2"], cwd=root, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()[:1] in (["reactor"], ["asyncio"])}
+    assert set(rows) == {"reactor", "asyncio"} and all("failed" not in r for r in rows.values()), result.stdout
