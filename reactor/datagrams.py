@@ -129,6 +129,9 @@ class DatagramTransport(SocketTransport):
         self._queue.clear()
         self._queued_bytes = 0
 
+    def _has_pending_writes(self) -> bool:
+        return bool(self._queue)  # (an empty datagram is queued but counts 0 bytes)
+
     # -- sending -----------------------------------------------------------
 
     def sendto(self, data: BytesLike, addr: Any = None) -> None:

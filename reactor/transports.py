@@ -157,6 +157,11 @@ class SocketTransport:
     def _clear_write_buffer(self) -> None:
         raise NotImplementedError
 
+    def _has_pending_writes(self) -> bool:
+        """Is anything waiting to be sent? (Not always "are bytes buffered": a
+        queued datagram may be empty.)"""
+        return self.get_write_buffer_size() > 0
+
     def get_server(self) -> Any:
         """The listener that accepted this connection, or None."""
         return None
@@ -199,7 +204,7 @@ class SocketTransport:
             return
         self._state = _CLOSING
         self._reactor.remove_reader(self._sock)
-        if not self.get_write_buffer_size():
+        if not self._has_pending_writes():
             self._schedule_connection_lost(None)
 
     def abort(self) -> None:
