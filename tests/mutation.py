@@ -79,7 +79,7 @@ MODULES: dict[str, list[str]] = {
     "reactor/transports.py": ["tests/test_streams.py", "tests/test_buffers.py", "tests/test_behaviours.py",
                               "tests/test_reliability.py", "tests/test_lifecycle_stateful.py",
                               "tests/test_datagrams.py", "tests/test_structure.py"],
-    "reactor/streams.py": ["tests/test_streams.py", "tests/test_buffers.py", "tests/test_behaviours.py",
+    "reactor/streams.py": ["tests/test_streams.py", "tests/test_mutants_streams.py", "tests/test_buffers.py", "tests/test_behaviours.py",
                            "tests/test_reliability.py", "tests/test_lifecycle_stateful.py",
                            "tests/test_instruments.py", "tests/test_debug.py"],
     "reactor/listeners.py": ["tests/test_streams.py", "tests/test_accept_limits.py", "tests/test_behaviours.py",

@@ -467,7 +467,8 @@ def test_monitor_caps_consoles_commands_per_read_and_output(reactor, monkeypatch
         flood.setblocking(True)
         flood.sendall(b"connections\n" * 3000)
         flood.setblocking(False)
-        pump(reactor, 300)
+        for _ in range(300):  # (the flood is in the kernel already: no need to wait for it)
+            reactor.run_once(0)
         assert max(counts.values()) <= MAX_COMMANDS_PER_READ
         server_side = [t for t in reactor.connections() if t.get_write_buffer_size() > 0]
         assert server_side and all(t.get_write_buffer_size() <= MAX_MONITOR_OUTPUT for t in server_side)
