@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import json
 import os
 import re
 import shutil
@@ -76,7 +77,7 @@ MODULES: dict[str, list[str]] = {
     "reactor/loop.py": ["tests/test_loop.py", "tests/test_io.py", "tests/test_threadsafe.py",
                         "tests/test_timers.py", "tests/test_signals.py", "tests/test_instruments.py",
                         "tests/test_debug.py", "tests/test_behaviours.py", "tests/test_reliability.py"],
-    "reactor/transports.py": ["tests/test_streams.py", "tests/test_buffers.py", "tests/test_behaviours.py",
+    "reactor/transports.py": ["tests/test_streams.py", "tests/test_mutants_transports.py", "tests/test_mutants_streams.py", "tests/test_buffers.py", "tests/test_behaviours.py",
                               "tests/test_reliability.py", "tests/test_lifecycle_stateful.py",
                               "tests/test_datagrams.py", "tests/test_structure.py"],
     "reactor/streams.py": ["tests/test_streams.py", "tests/test_mutants_streams.py", "tests/test_buffers.py", "tests/test_behaviours.py",
@@ -174,10 +175,17 @@ def prepare(module: str, tests: list[str], workdir: Path, test_timeout: float,
         shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
     for name in ("setup.cfg", "pyproject.toml"):
         shutil.copy2(ROOT / name, workdir / name)
+    configure(module, tests, workdir, test_timeout, deselect, not_mutated)
+
+
+def configure(module: str, tests: list[str], workdir: Path, test_timeout: float,
+              deselect: tuple[str, ...] = (), not_mutated: tuple[str, ...] = ()) -> None:
+    """The [mutmut] section of the scratch copy's setup.cfg."""
     package = module.split("/")[0]
     other = "demos" if package == "reactor" else "reactor"
     config = configparser.ConfigParser(interpolation=None)
     config.read(workdir / "setup.cfg", encoding="utf-8")
+    config.remove_section("mutmut")
     config["mutmut"] = {
         "source_paths": f"{package}/",
         "only_mutate": module,
@@ -203,11 +211,28 @@ def resumable(workdir: Path, module: str) -> bool:
 
 
 def refresh_tests(workdir: Path) -> None:
-    """The working tree's tests (and docs) into a scratch copy whose mutants are kept."""
+    """The working tree's tests (and docs) into a scratch copy whose mutants are kept.
+
+    The module's test files may have grown too: mutmut would take a new
+    selection for a reason to forget every verdict, so the selection's
+    fingerprint in its stats is replaced by the new one (as mutmut computes
+    it). Adding tests cannot revive a killed mutant; the survivors are
+    re-tested (see run_module), and the new tests are traced to the functions
+    they call as any new test is.
+    """
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
     for name in ("tests", "docs"):
         shutil.rmtree(workdir / name, ignore_errors=True)
         shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
+    stats = workdir / "mutants" / "mutmut-stats.json"
+    if stats.exists():
+        code = ("import json; from mutmut.configuration import config; "
+                "print(json.dumps(config().config_fingerprint()['test_selection']))")
+        fingerprint = json.loads(subprocess.run([sys.executable, "-c", code], cwd=workdir, check=True,
+                                                capture_output=True, text=True, timeout=120).stdout)
+        data = json.loads(stats.read_text(encoding="utf-8"))
+        data.setdefault("config_fingerprint", {})["test_selection"] = fingerprint
+        stats.write_text(json.dumps(data), encoding="utf-8")
 
 
 def run_mutmut(workdir: Path, jobs: int, time_limit: float, log: Path,
@@ -292,6 +317,8 @@ def run_module(module: str, args: argparse.Namespace, equivalents: dict[str, str
         # The verdicts stand; the tests may have grown: re-test the survivors,
         # then go on with the mutants not run yet.
         again = sorted(n for n, s in read_results(workdir, module).items() if s in (SURVIVED, NO_TESTS))
+        configure(module, tests, workdir, args.test_timeout, tuple(DESELECT["*"] + DESELECT.get(module, [])),
+                  tuple(NOT_MUTATED.get(module, [])))
         refresh_tests(workdir)
         outcome.command += f", resumed ({len(again)} survivors re-tested)"
     else:
