@@ -67,6 +67,19 @@ def readers(reactor) -> int:
     return reactor.stats().readers
 
 
+class Registrations(Instrument):
+    """Every change the loop makes to the selector."""
+
+    def __init__(self):
+        self.log = []
+
+    def fd_registered(self, fd, events):
+        self.log.append(("registered", fd, events))
+
+    def fd_unregistered(self, fd):
+        self.log.append(("unregistered", fd))
+
+
 def test_close_stops_reading_at_once_while_the_buffer_drains(reactor, pair):
     a, b = pair
     transport = opened(reactor, a)
@@ -79,26 +92,21 @@ def test_close_stops_reading_at_once_while_the_buffer_drains(reactor, pair):
     run_until(reactor, lambda: a.fileno() == -1)
 
 
-def test_abort_stops_reading_at_once_and_drops_an_event_already_reported(reactor, pair):
+def test_abort_stops_reading_and_writing_at_once_and_drops_an_event_already_reported(reactor, pair):
     a, b = pair
     protocol = Recorder()
     transport = opened(reactor, a, protocol)
+    fill(transport)
+    assert reactor.stats().writers == 1
     b.sendall(b"already here")
     reactor.call_soon(transport.abort)  # runs before this iteration's read event
     reactor.run_once(0)
-    assert readers(reactor) == 0
+    assert readers(reactor) == 0 and reactor.stats().writers == 0
     assert protocol.data == b""  # the readable event of the same iteration is dead
     run_until(reactor, lambda: protocol.events[-1] == ("lost", None))
 
 
 def test_resume_reading_while_reading_registers_nothing(reactor, pair):
-    class Registrations(Instrument):
-        def __init__(self):
-            self.log = []
-
-        def fd_registered(self, fd, events):
-            self.log.append(fd)
-
     a, b = pair
     transport = opened(reactor, a)
     watch = Registrations()
@@ -107,7 +115,33 @@ def test_resume_reading_while_reading_registers_nothing(reactor, pair):
     assert watch.log == []
     transport.pause_reading()
     transport.resume_reading()
-    assert watch.log == [a.fileno()]
+    assert watch.log == [("unregistered", a.fileno()), ("registered", a.fileno(), 1)]
+    transport.abort()
+    run_until(reactor, lambda: a.fileno() == -1)
+
+
+def test_pausing_again_or_after_eof_leaves_the_selector_alone(reactor, pair):
+    class KeepOpen(Recorder):
+        def eof_received(self):
+            self.events.append("eof")
+            return True
+
+    a, b = pair
+    protocol = KeepOpen()
+    transport = opened(reactor, a, protocol)
+    fill(transport)  # a writer stays registered on the fd: removing the reader modifies the key
+    watch = Registrations()
+    reactor.add_instrument(watch)
+    transport.pause_reading()
+    assert watch.log == [("registered", a.fileno(), 2)]  # the writer alone
+    transport.pause_reading()
+    assert watch.log == [("registered", a.fileno(), 2)]
+    transport.resume_reading()
+    b.shutdown(socket.SHUT_WR)
+    run_until(reactor, lambda: "eof" in protocol.events)
+    del watch.log[:]
+    transport.pause_reading()  # after EOF there is no reader to remove
+    assert watch.log == []
     transport.abort()
     run_until(reactor, lambda: a.fileno() == -1)
 
@@ -126,6 +160,79 @@ def test_reading_on_and_off_after_close_changes_nothing(reactor, pair):
     assert repr(transport) == before
     transport.abort()
     run_until(reactor, lambda: a.fileno() == -1)
+
+
+def test_pause_reading_after_close_changes_nothing(reactor, pair):
+    a, b = pair
+    transport = opened(reactor, a)
+    fill(transport)
+    transport.close()
+    before = repr(transport)
+    assert "closing read=idle" in before
+    transport.pause_reading()
+    assert repr(transport) == before
+    transport.abort()
+    run_until(reactor, lambda: a.fileno() == -1)
+
+
+def test_an_exception_in_resume_writing_aborts_with_that_exception(reactor, pair):
+    class Fragile(Recorder):
+        def resume_writing(self):
+            raise ArithmeticError("broken resume_writing")
+
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+    a, b = pair
+    protocol = Fragile()
+    transport = opened(reactor, a, protocol)
+    transport.set_write_buffer_limits(high=1, low=0)
+    fill(transport)
+    b.setblocking(False)
+
+    def read_some():
+        try:
+            while b.recv(1 << 20):
+                pass
+        except BlockingIOError:
+            pass
+        return protocol.events[-1][0] == "lost"
+    run_until(reactor, read_some)
+    assert [ctx["message"] for ctx in errors] == ["protocol.resume_writing() raised; aborting the connection"]
+    exc = errors[0]["exception"]
+    assert isinstance(exc, ArithmeticError) and protocol.events == ["made", "pause", ("lost", exc)]
+    assert reactor.stats().writers == 0
+
+
+def test_a_connection_refused_by_transport_setup_is_closed_with_that_exception(reactor):
+    class Closings(Instrument):
+        def __init__(self):
+            self.log = []
+
+        def connection_closed(self, transport, exc):
+            self.log.append((transport, exc))
+
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+    closings = Closings()
+    reactor.add_instrument(closings)
+    problem = PermissionError("not this one")
+    protocols = []
+
+    def refuse(transport):
+        raise problem
+
+    listener = reactor.listen_tcp(lambda: protocols.append(Recorder()) or protocols[-1], "127.0.0.1", 0,
+                                  transport_setup=refuse)
+    try:
+        with socket.create_connection(listener.address[:2]):
+            run_until(reactor, lambda: closings.log)
+        ((transport, exc),) = closings.log
+        assert exc is problem and errors[0]["exception"] is problem
+        assert transport.get_extra_info("socket").fileno() == -1
+        reactor.run_once(0)
+        assert protocols[0].events == []  # the protocol never heard of it
+    finally:
+        listener.close()
 
 
 def test_write_buffer_limits_follow_asyncios_rules(reactor, pair):
