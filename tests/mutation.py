@@ -74,7 +74,7 @@ MODULES: dict[str, list[str]] = {
     "reactor/testing.py": ["tests/test_timers.py", "tests/test_instruments.py"],
     "reactor/registry.py": ["tests/test_structure.py", "tests/test_instruments.py",
                             "tests/test_reliability.py", "tests/test_streams.py"],
-    "reactor/loop.py": ["tests/test_loop.py", "tests/test_io.py", "tests/test_threadsafe.py",
+    "reactor/loop.py": ["tests/test_loop.py", "tests/test_mutants_loop.py", "tests/test_io.py", "tests/test_threadsafe.py",
                         "tests/test_timers.py", "tests/test_signals.py", "tests/test_instruments.py",
                         "tests/test_debug.py", "tests/test_behaviours.py", "tests/test_reliability.py"],
     "reactor/transports.py": ["tests/test_streams.py", "tests/test_mutants_transports.py", "tests/test_mutants_streams.py",
