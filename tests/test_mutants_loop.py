@@ -282,6 +282,11 @@ def test_watch_io_follows_the_instruments_that_count_bytes(reactor):
     assert reactor.watch_io is False
     reactor.add_instrument(counting)
     assert reactor.watch_io is True
+    reactor.remove_instrument(loop)  # only an instrument that does not watch the loop
+    ran = []
+    reactor.call_soon(ran.append, "ran")
+    reactor.run_once(0)
+    assert ran == ["ran"]
     reactor.remove_instrument(counting)
     assert reactor.watch_io is False
 
