@@ -1,0 +1,456 @@
+"""BaseReactor behaviours that mutation testing found unpinned (python -m tests.mutation).
+
+What a caller of the loop can observe: its repr, the events an
+``after_select`` instrument sees on every selector, the errors and log lines
+it produces and their wording, debug mode switched on and off at run time,
+``watch_io``, ``stats()``, and what happens to a dead owner's handles when
+its fd number is reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import time
+
+import pytest
+
+from reactor import Reactor
+from reactor.handles import describe_callback
+from reactor.instruments import Instrument
+
+from .conftest import run_until
+
+
+def _noop(*args):
+    pass
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def contexts(reactor) -> list:
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+    return errors
+
+
+def records(caplog, level=logging.DEBUG) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "reactor" and r.levelno >= level]
+
+
+# -- repr and state ----------------------------------------------------------------
+
+def test_repr_says_the_state_the_selector_and_what_waits(selector_class):
+    reactor = Reactor(selector=selector_class())
+    name = selector_class.__name__
+    assert repr(reactor) == f"<Reactor idle selector={name} ready=0 timers=0>"
+    seen = []
+    reactor.call_soon(lambda: seen.append(repr(reactor)))
+    reactor.call_later(60, _noop)
+    reactor.run_once(0)
+    assert seen == [f"<Reactor running selector={name} ready=0 timers=1>"]
+    reactor.call_soon(_noop)
+    assert repr(reactor) == f"<Reactor idle selector={name} ready=1 timers=1>"
+    reactor.close()
+    assert repr(reactor) == f"<Reactor closed selector={name} ready=0 timers=0>"
+
+
+def test_is_running_is_a_bool_after_run(reactor):
+    reactor.call_soon(reactor.stop)
+    reactor.run()
+    assert reactor.is_running() is False
+    reactor.run_once(0)
+    assert reactor.is_running() is False
+
+
+# -- after_select sees what select() would return ----------------------------------------
+
+class Events(Instrument):
+    def __init__(self):
+        self.seen = []
+
+    def after_select(self, events, waited):
+        self.seen.append(sorted((key.fd, mask) for key, mask in events))
+
+
+def fill(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    try:
+        while True:
+            sock.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+
+
+def test_after_select_gets_each_fd_with_exactly_its_ready_directions(reactor):
+    R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
+    events = Events()
+    reactor.add_instrument(events)
+    writable, w_peer = socket.socketpair()  # writable, nothing to read
+    readable, r_peer = socket.socketpair()  # something to read, send buffer full
+    both, b_peer = socket.socketpair()  # something to read, and writable
+    try:
+        fill(readable)
+        r_peer.sendall(b"ping")
+        b_peer.sendall(b"ping")
+        for sock in (writable, readable, both):
+            reactor.add_reader(sock, _noop)
+            reactor.add_writer(sock, _noop)
+        reactor.run_once(0)
+        assert events.seen[-1] == sorted([(writable.fileno(), W), (readable.fileno(), R),
+                                          (both.fileno(), R | W)])
+        # A direction that is ready but not watched is not reported.
+        reactor.remove_writer(both)
+        reactor.remove_reader(writable)
+        reactor.run_once(0)
+        assert events.seen[-1] == sorted([(writable.fileno(), W), (readable.fileno(), R),
+                                          (both.fileno(), R)])
+        for sock in (writable, readable, both):
+            reactor.remove_reader(sock)
+            reactor.remove_writer(sock)
+    finally:
+        for sock in (writable, w_peer, readable, r_peer, both, b_peer):
+            sock.close()
+
+
+# -- errors: wording and context ---------------------------------------------------
+
+@pytest.mark.parametrize("method", ["call_soon", "call_later", "call_at", "call_soon_threadsafe",
+                                    "add_reader", "add_writer", "add_signal_handler"])
+def test_a_callback_that_is_not_callable_is_refused_naming_the_method(reactor, pair, method):
+    a, b = pair
+    first = {"call_soon": (), "call_later": (1,), "call_at": (1.0,), "call_soon_threadsafe": (),
+             "add_reader": (a,), "add_writer": (a,), "add_signal_handler": (10,)}[method]
+    with pytest.raises(TypeError) as refused:
+        getattr(reactor, method)(*first, "not callable")
+    assert str(refused.value) == f"{method}() expects a callable, got 'not callable'"
+    assert reactor.stats().readers == reactor.stats().writers == 0
+
+
+def test_bad_handlers_and_instruments_are_refused_with_what_was_given(reactor):
+    with pytest.raises(TypeError) as refused:
+        reactor.set_exception_handler(42)
+    assert str(refused.value) == "a callable object or None was expected, got 42"
+    with pytest.raises(TypeError) as refused:
+        reactor.add_instrument("an instrument")
+    assert str(refused.value) == "an Instrument was expected, got 'an instrument'"
+
+
+@pytest.mark.parametrize("selector_class", [selectors.SelectSelector, selectors.PollSelector])
+def test_a_dead_fd_is_reported_with_its_handles(reactor, pair):
+    # (epoll forgets a closed fd by itself: nothing to find, nothing to report)
+    errors = contexts(reactor)
+    a, b = pair
+    fd = a.fileno()
+    reactor.add_reader(a, _noop, "r")
+    a.close()  # without remove_reader: the owner's bug
+    run_until(reactor, lambda: errors)
+    (ctx,) = errors
+    assert ctx["message"] == (f"fd {fd} was closed while registered; its reader and writer were removed "
+                              "(call remove_reader/remove_writer before closing)")
+    assert ctx["fd"] == fd and ctx["writer"] is None
+    assert repr(ctx["reader"]).startswith("<Handle cancelled _noop(") and ctx["reader"].cancelled()
+
+
+def test_the_default_handler_logs_the_context_in_order(reactor, caplog):
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        error = exc
+    with caplog.at_level(logging.ERROR, logger="reactor"):
+        reactor.call_exception_handler({"message": "it broke", "exception": error, "zeta": 1, "alpha": "a"})
+        reactor.call_exception_handler({"exception": error})
+        reactor.call_exception_handler({"message": "no exception"})
+    first, second, third = records(caplog)
+    assert first.getMessage() == "it broke\nalpha: 'a'\nzeta: 1"
+    assert first.exc_info[1] is error
+    assert second.getMessage() == "Unhandled exception in reactor" and second.exc_info[1] is error
+    assert third.getMessage() == "no exception" and not third.exc_info
+    assert "NoneType: None" not in caplog.text
+
+
+def test_a_failing_exception_handler_is_named_in_the_last_resort_log(reactor, caplog, monkeypatch):
+    def handler(r, ctx):
+        raise RuntimeError("handler broke")
+
+    reactor.set_exception_handler(handler)
+    with caplog.at_level(logging.ERROR, logger="reactor"):
+        reactor.call_exception_handler({"message": "first"})
+    (record,) = records(caplog)
+    assert record.getMessage() == (f"Exception in the exception handler {describe_callback(handler)} "
+                                   "while handling: first")
+    assert isinstance(record.exc_info[1], RuntimeError)
+    caplog.clear()
+    reactor.set_exception_handler(None)
+
+    def broken_default(context):
+        raise RuntimeError("default broke")
+    monkeypatch.setattr(reactor, "default_exception_handler", broken_default)
+    with caplog.at_level(logging.ERROR, logger="reactor"):
+        reactor.call_exception_handler({"message": "second"})
+    (record,) = records(caplog)
+    assert record.getMessage() == "Exception in the exception handler (default) while handling: second"
+
+
+# -- debug mode at run time --------------------------------------------------------
+
+def slow():
+    time.sleep(0.002)
+
+
+def slow_warnings(reactor, caplog, schedule) -> list[str]:
+    """Run one slow callback scheduled by *schedule*; the slow-callback warnings logged."""
+    reactor.slow_callback_duration = 0.001
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="reactor"):
+        schedule()
+        reactor.run_once(0)
+    return [r.getMessage() for r in records(caplog, logging.WARNING) if "slow callback" in r.getMessage()]
+
+
+def test_debug_mode_switched_at_run_time(reactor, caplog):
+    reactor.set_debug(False)  # off when it is off: nothing is installed
+    assert slow_warnings(reactor, caplog, lambda: reactor.call_soon(slow)) == []
+    assert reactor.watch_io is False
+    reactor.set_debug(True)
+    reactor.set_debug(True)  # twice: still on, once
+    (warning,) = slow_warnings(reactor, caplog, lambda: reactor.call_soon(slow))
+    assert warning.startswith("slow callback: <Handle slow()> took ")
+    reactor.set_debug(False)
+    assert slow_warnings(reactor, caplog, lambda: reactor.call_soon(slow)) == []
+    reactor.call_later(0, _noop)  # debug off: scheduling works and remembers nothing
+    reactor.call_soon_threadsafe(_noop)
+    reactor.run_once(0)
+
+
+@pytest.mark.parametrize("how", ["call_soon", "call_later", "call_at", "call_soon_threadsafe"])
+def test_debug_mode_knows_where_each_kind_of_callback_was_scheduled(reactor, caplog, how):
+    reactor.set_debug(True)
+    schedule = {"call_soon": lambda: reactor.call_soon(slow),
+                "call_later": lambda: reactor.call_later(0, slow),
+                "call_at": lambda: reactor.call_at(reactor.time(), slow),
+                "call_soon_threadsafe": lambda: reactor.call_soon_threadsafe(slow)}[how]
+    (warning,) = slow_warnings(reactor, caplog, schedule)
+    where = warning.split("scheduled at:\n", 1)[1]
+    assert "(unknown)" not in where and where.lstrip().startswith("File ")
+
+
+def test_debug_mode_with_an_instrument_that_watches_timers(reactor, caplog):
+    class Timers(Instrument):
+        def __init__(self):
+            self.scheduled = []
+
+        def timer_scheduled(self, handle):
+            self.scheduled.append(handle)
+
+    timers = Timers()
+    reactor.add_instrument(timers)
+    handle = reactor.call_later(0, slow)  # not in debug mode: the instrument alone
+    assert timers.scheduled == [handle]
+    handle.cancel()
+    reactor.set_debug(True)
+    handle = reactor.call_later(0, slow)
+    assert timers.scheduled[-1] is handle
+    reactor.slow_callback_duration = 0.001
+    with caplog.at_level(logging.WARNING, logger="reactor"):
+        reactor.run_once(0)
+    assert "(unknown)" not in caplog.text
+
+
+# -- watch_io and stats --------------------------------------------------------------
+
+def test_watch_io_follows_the_instruments_that_count_bytes(reactor):
+    class Loop(Instrument):
+        def before_select(self, timeout):
+            pass
+
+    class Bytes(Instrument):
+        def bytes_received(self, transport, n):
+            pass
+
+    loop, counting = Loop(), Bytes()
+    assert reactor.watch_io is False
+    reactor.add_instrument(loop)
+    assert reactor.watch_io is False
+    reactor.add_instrument(counting)
+    assert reactor.watch_io is True
+    reactor.remove_instrument(loop)  # only an instrument that does not watch the loop
+    ran = []
+    reactor.call_soon(ran.append, "ran")
+    reactor.run_once(0)
+    assert ran == ["ran"]
+    reactor.remove_instrument(counting)
+    assert reactor.watch_io is False
+
+
+def test_stats_count_every_reader_and_writer(reactor):
+    socks = [socket.socketpair() for _ in range(3)]
+    try:
+        for a, b in socks:
+            reactor.add_writer(a, _noop)
+        reactor.add_reader(socks[0][1], _noop)
+        assert reactor.stats().writers == 3 and reactor.stats().readers == 1
+        for a, b in socks:
+            reactor.remove_writer(a)
+        reactor.remove_reader(socks[0][1])
+    finally:
+        for a, b in socks:
+            a.close()
+            b.close()
+
+
+# -- a dead owner's handles do not follow its fd number ------------------------------------
+
+@pytest.mark.parametrize("kind", ["socket", "file object"])
+def test_a_new_owner_of_a_reused_fd_inherits_none_of_the_old_owners_handles(reactor, kind):
+    a, b = socket.socketpair()
+    old = a if kind == "socket" else a.makefile("rwb", buffering=0)  # closed: fileno() -1 / raises
+    called = []
+    reactor.add_reader(old, called.append, "old reader")
+    reactor.add_writer(old, called.append, "old writer")
+    fd = a.fileno()
+    c, d = socket.socketpair()  # (made first, so that neither gets fd's number)
+    old.close()
+    a.close()  # the owner forgot remove_reader/remove_writer
+    os.dup2(c.fileno(), fd)  # the number comes back, for another socket
+    new = socket.socket(fileno=fd)
+    try:
+        reactor.add_reader(new, called.append, "new reader")
+        d.sendall(b"x")
+        reactor.run_once(0)
+        assert called == ["new reader"]  # the old writer would fire too: the socket is writable
+        assert reactor.stats().writers == 0
+        reactor.remove_reader(new)
+    finally:
+        for sock in (new, b, c, d):
+            sock.close()
+
+
+# -- the select() path and the accounts of where time goes --------------------------------
+
+def test_each_direction_runs_only_when_ready(reactor):
+    ran = []
+    writable, w_peer = socket.socketpair()  # writable, nothing to read
+    readable, r_peer = socket.socketpair()  # something to read, send buffer full
+    try:
+        fill(readable)
+        r_peer.sendall(b"ping")
+        for name, sock in (("writable", writable), ("readable", readable)):
+            reactor.add_reader(sock, ran.append, f"{name}: reader")
+            reactor.add_writer(sock, ran.append, f"{name}: writer")
+        reactor.run_once(0)
+        assert sorted(ran) == ["readable: reader", "writable: writer"]
+        for sock in (writable, readable):
+            reactor.remove_reader(sock)
+            reactor.remove_writer(sock)
+    finally:
+        for sock in (writable, w_peer, readable, r_peer):
+            sock.close()
+
+
+def test_busy_and_select_seconds_add_up_every_interval(reactor):
+    class Waits(Instrument):
+        def __init__(self):
+            self.waited = []
+
+        def after_select(self, events, waited):
+            self.waited.append(waited)
+
+    waits = Waits()
+    reactor.add_instrument(waits)
+    started = time.perf_counter()
+    for _ in range(2):
+        reactor.run_once(0.01)  # nothing to do: each select() waits 10 ms
+    assert all(0.01 <= w < 1 for w in waits.waited) and len(waits.waited) == 2
+    assert 0.02 <= reactor.stats().select_seconds <= time.perf_counter() - started
+
+    def busy(n):
+        time.sleep(0.005)  # the work to account for
+        if n:
+            reactor.call_soon(busy, n - 1)
+        else:
+            reactor.stop()
+    before = reactor.stats().busy_seconds
+    started = time.perf_counter()
+    reactor.call_soon(busy, 2)
+    reactor.run()  # three iterations, each busy 5 ms between two select() calls
+    busy_seconds = reactor.stats().busy_seconds - before
+    assert 0.015 <= busy_seconds <= time.perf_counter() - started
+
+
+def test_nan_times_are_refused_with_the_reason(reactor):
+    with pytest.raises(ValueError) as refused:
+        reactor.call_at(float("nan"), _noop)
+    assert str(refused.value) == "when must be a number, not NaN"
+    with pytest.raises(ValueError) as refused:
+        reactor.call_later(float("nan"), _noop)
+    assert str(refused.value) == "delay must be a number, not NaN"
+
+
+def test_an_instrument_hears_of_every_timer(reactor):
+    class Timers(Instrument):
+        def __init__(self):
+            self.scheduled = []
+
+        def timer_scheduled(self, handle):
+            self.scheduled.append(handle)
+
+    timers = Timers()
+    reactor.add_instrument(timers)
+    handles = [reactor.call_later(1, _noop), reactor.call_at(reactor.time() + 1, _noop)]
+    assert timers.scheduled == handles
+
+
+def test_a_live_fd_0_registered_through_two_objects_keeps_both_directions(reactor):
+    class Stdin:
+        """A file object on fd 0, as sys.stdin is."""
+
+        def fileno(self):
+            return 0
+
+    saved = os.dup(0)
+    a, b = socket.socketpair()
+    os.dup2(a.fileno(), 0)  # fd 0 is a socket for this test, then stdin again
+    try:
+        reactor.add_reader(Stdin(), _noop)
+        reactor.add_writer(0, _noop)  # the same file through its number
+        assert reactor.stats().readers == 1 and reactor.stats().writers == 1
+        reactor.remove_reader(0)
+        reactor.remove_writer(0)
+        assert reactor.stats().readers == reactor.stats().writers == 0
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        a.close()
+        b.close()
+
+
+def test_the_wait_is_until_the_next_timer_and_zero_for_an_overdue_one(selector_class):
+    from reactor.testing import VirtualClock
+
+    class Waits(Instrument):
+        def __init__(self):
+            self.waits = []
+
+        def before_select(self, timeout):
+            self.waits.append(timeout)
+
+    clock = VirtualClock()
+    waits = Waits()
+    with Reactor(selector=selector_class(), clock=clock) as reactor:
+        reactor.add_instrument(waits)
+        fired = []
+        reactor.call_later(0.02, fired.append, "near")
+        reactor.run_once(None)  # blocks 20 ms (of real time: nothing else to wake it)
+        assert waits.waits == [0.02] and fired == []  # (the virtual clock has not moved)
+        clock.advance(1)  # now overdue by 0.98 s
+        reactor.run_once(5)
+        assert waits.waits == [0.02, 0.0] and fired == ["near"]
