@@ -56,9 +56,6 @@ def test_close_twice_with_only_an_empty_datagram_left_still_sends_it(reactor, co
     assert sock.wire == [b"y", b""]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (found by mutation testing): close() with only zero-length "
-                   "datagrams queued drops them; close() tests get_write_buffer_size(), which counts bytes. "
-                   "Fix: close() should test whether anything is queued (DatagramTransport: its queue).")
 def test_close_with_only_an_empty_datagram_queued_sends_it_first(reactor, congested):
     sock = congested(["eagain"])
     protocol = Recorder()
