@@ -47,6 +47,28 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("demos.chat")
 
 
+def door_lost(door: Any, exc: Optional[BaseException], what: str = "") -> None:
+    """What every door (this one, the web door) does when its connection ends:
+    say why, stop its timer, end its session, and let the server count it."""
+    if isinstance(exc, WriteBufferOverflow):
+        door.reason = f"not reading (output queue over {door.server.max_output} bytes)"
+    elif exc is not None:
+        door.reason = f"error: {exc}"
+    if door._timer is not None:
+        door._timer.cancel()
+        door._timer = None
+    if door in door.server.doors:
+        door.server.doors.discard(door)
+        session = door.session
+        if session is not None:
+            nick = session.nick or "-"
+            session.close(door.reason, door.server.clock())
+            log.info("disconnect %s nick=%s reason=%s", door.peer, nick, door.reason)
+        elif what:
+            log.info("disconnect %s (%s) reason=%s", door.peer, what, door.reason)
+        door.server.door_gone()
+
+
 class Door(Protocol):
     """Base of the line and IRC doors. Subclasses set ``kind`` and implement
     ``make_session``, ``line``, ``render`` and ``too_long`` (and may override
@@ -186,21 +208,7 @@ class Door(Protocol):
         return True  # lines are still waiting for their turn; pump() closes after them
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
-        if isinstance(exc, WriteBufferOverflow):
-            self.reason = f"not reading (output queue over {self.server.max_output} bytes)"
-        elif exc is not None:
-            self.reason = f"error: {exc}"
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self in self.server.doors:
-            self.server.doors.discard(self)
-            session = self.session
-            assert session is not None
-            nick = session.nick or "-"
-            session.close(self.reason, self.server.clock())
-            log.info("disconnect %s nick=%s reason=%s", self.peer, nick, self.reason)
-            self.server.door_gone()
+        door_lost(self, exc)
 
     # -- the input pump -------------------------------------------------------
 

@@ -71,12 +71,12 @@ from wsproto.connection import Connection as WebSocket, ConnectionState, Connect
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import generate_accept_token
 
-from reactor import WriteBufferOverflow
 from reactor import __version__ as REACTOR_VERSION
 from reactor.protocols import Protocol
 
 from . import core
 from .core import Event, Error, Goodbye
+from .door import door_lost
 from .session import Limits, Session
 from .web_messages import encode, parse, render
 from .web_monitor import Sampler, is_loopback_host
@@ -266,23 +266,8 @@ class WebDoor(Protocol):
         return None
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
-        if isinstance(exc, WriteBufferOverflow):
-            self.reason = f"not reading (output queue over {self.server.max_output} bytes)"
-        elif exc is not None:
-            self.reason = f"error: {exc}"
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self.site.remove_viewer(self)
-        if self in self.server.doors:
-            self.server.doors.discard(self)
-            if self.session is not None:
-                nick = self.session.nick or "-"
-                self.session.close(self.reason, self.server.clock())
-                log.info("disconnect %s nick=%s reason=%s", self.peer, nick, self.reason)
-            elif self.endpoint:
-                log.info("disconnect %s (%s) reason=%s", self.peer, self.endpoint, self.reason)
-            self.server.door_gone()
+        door_lost(self, exc, self.endpoint)
 
     def goodbye(self, reason: str, message: str) -> None:
         """The server is shutting down: say so, then close (gracefully: see ``close_websocket``)."""
