@@ -85,7 +85,7 @@ MODULES: dict[str, list[str]] = {
                            "tests/test_behaviours.py",
                            "tests/test_reliability.py", "tests/test_lifecycle_stateful.py",
                            "tests/test_instruments.py", "tests/test_debug.py"],
-    "reactor/listeners.py": ["tests/test_streams.py", "tests/test_accept_limits.py", "tests/test_behaviours.py",
+    "reactor/listeners.py": ["tests/test_streams.py", "tests/test_mutants_listeners.py", "tests/test_accept_limits.py", "tests/test_behaviours.py",
                              "tests/test_reliability.py"],
     "reactor/connectors.py": ["tests/test_streams.py", "tests/test_tls.py"],
     "reactor/tls.py": ["tests/test_tls.py"],
