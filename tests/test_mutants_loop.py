@@ -191,11 +191,14 @@ def test_a_failing_exception_handler_is_named_in_the_last_resort_log(reactor, ca
     caplog.clear()
     reactor.set_exception_handler(None)
 
-    def broken_default(context):
-        raise RuntimeError("default broke")
-    monkeypatch.setattr(reactor, "default_exception_handler", broken_default)
+    class BadRepr:  # the default handler renders every context value: this one breaks it
+        def __repr__(self):
+            raise RuntimeError("default broke")
+
+    # (Not by replacing default_exception_handler: a compiled Reactor's methods
+    # cannot be replaced on the instance.)
     with caplog.at_level(logging.ERROR, logger="reactor"):
-        reactor.call_exception_handler({"message": "second"})
+        reactor.call_exception_handler({"message": "second", "value": BadRepr()})
     (record,) = records(caplog)
     assert record.getMessage() == "Exception in the exception handler (default) while handling: second"
 
