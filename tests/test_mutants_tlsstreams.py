@@ -56,8 +56,8 @@ class App(Protocol):
 class EnginePeer:
     """A TLS client on a plain socket; bytes move only in ``pump()``."""
 
-    def __init__(self, address):
-        self.sock = socket.create_connection(address, timeout=10)
+    def __init__(self, address=None, sock=None):
+        self.sock = sock or socket.create_connection(address, timeout=10)
         self.sock.setblocking(False)
         self.engine = TLSEngine(client_context(), server_side=False, server_hostname="localhost")
         self.events: list = []
@@ -186,6 +186,8 @@ def test_write_buffer_limits_follow_asyncios_rules(reactor, serve):
     assert t.get_write_buffer_limits() == (100, 400)
     t.set_write_buffer_limits(high=5, low=5)
     assert t.get_write_buffer_limits() == (5, 5)
+    t.set_write_buffer_limits(high=100, low=0)
+    assert t.get_write_buffer_limits() == (0, 100) and raw_of(listener).get_write_buffer_limits() == (0, 100)
     t.set_write_buffer_limits()
     assert t.get_write_buffer_limits() == (DEFAULT_LOW_WATER, DEFAULT_HIGH_WATER)
     assert all(type(n) is int for n in t.get_write_buffer_limits())
@@ -243,6 +245,7 @@ def test_an_eof_received_error_is_reported_by_name(reactor, serve):
     peer.pump()
     run_until(reactor, lambda: app.lost)
     assert [ctx["message"] for ctx in errors] == ["protocol.eof_received() raised; aborting the connection"]
+    assert isinstance(errors[0]["exception"], LookupError)
     assert app.events[-1] == ("lost", errors[0]["exception"])
 
 
@@ -382,3 +385,149 @@ def test_a_buffered_protocol_with_a_bad_buffer_is_told_why(reactor, serve):
         listener.close()
         listener.close_connections()
         run_until(reactor, lambda: not reactor.connections())
+
+
+def test_when_our_close_notify_is_answered_by_a_bare_eof_the_close_is_clean(reactor, serve):
+    app = App()
+    listener, peer = serve(app)
+    handshake(reactor, app, peer)
+    app.transport.close()
+    run_until(reactor, lambda: (peer.pump(), PEER_CLOSED in peer.events)[1])
+    peer.sock.shutdown(socket.SHUT_WR)  # no close_notify back: we were closing anyway
+    run_until(reactor, lambda: app.lost)
+    assert app.events[-1] == ("lost", None)
+
+
+def test_a_reset_peer_makes_the_transport_closing(reactor, serve):
+    import struct
+
+    app = App()
+    listener, peer = serve(app)
+    handshake(reactor, app, peer)
+    peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.sock.close()  # RST: the stream transport ends, TLS never heard a word
+    run_until(reactor, lambda: app.lost)
+    assert app.transport.is_closing()
+
+
+def test_a_tls_error_still_sends_what_was_queued_and_the_alert(reactor, serve):
+    app = App()
+    listener, peer = serve(app)
+    handshake(reactor, app, peer)
+    app.transport.write(b"z" * 4 * 1024 * 1024)  # queued: the peer is not reading yet
+    raw = raw_of(listener)
+    assert raw.get_write_buffer_size() > 0
+    peer.sock.sendall(b"\x17\x03\x03\x00\x05hello")  # a record that does not decrypt
+    run_until(reactor, lambda: raw.is_closing())
+    for _ in range(3):
+        reactor.run_once(0.01)
+    assert raw.get_extra_info("socket").fileno() != -1  # closing gently: flushing, not aborted
+    with pytest.raises(ssl.SSLError) as alert:  # the peer reads what was queued, then the alert
+        run_until(reactor, lambda: (peer.pump(), peer.eof)[1])
+    assert not isinstance(alert.value, ssl.SSLEOFError)  # an alert, not a connection cut short
+    # (the plaintext that came in the same read as the alert is lost with the exception)
+    assert sum(len(e) for e in peer.events if isinstance(e, bytes)) >= 4 * 1024 * 1024 - 65536
+
+
+def test_the_handshake_deadline_says_how_long_it_was(reactor):
+    app = App()
+    listener = reactor.listen_tcp(lambda: app, "127.0.0.1", 0, ssl=server_context(), ssl_handshake_timeout=0.05)
+    try:
+        with socket.create_connection(listener.address):  # never says hello
+            run_until(reactor, lambda: app.lost)
+        exc = app.events[-1][1]
+        assert isinstance(exc, TimeoutError) and str(exc) == "the TLS handshake did not complete within 0.05 s"
+    finally:
+        listener.close()
+
+
+def test_connect_with_ssl_false_is_plain_and_a_bad_ssl_is_refused(reactor):
+    listener = reactor.listen_tcp(App, "127.0.0.1", 0)
+    try:
+        connector = reactor.connect_tcp(App, *listener.address, ssl=False)
+        run_until(reactor, connector.done)
+        assert type(connector.result()).__name__ == "StreamTransport"
+        connector.result().close()
+        with pytest.raises(TypeError) as refused:
+            reactor.connect_tcp(App, *listener.address, ssl="yes please")
+        assert str(refused.value) == "ssl must be an ssl.SSLContext, True or None, not 'yes please'"
+    finally:
+        listener.close()
+        listener.close_connections()
+        run_until(reactor, lambda: not reactor.connections())
+
+
+# -- STARTTLS ---------------------------------------------------------------------------
+
+class Plain(Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+
+@pytest.fixture
+def plain_pair(reactor):
+    """(the server's plain StreamTransport, the client's socket)."""
+    server = Plain()
+    listener = reactor.listen_tcp(lambda: server, "127.0.0.1", 0)
+    client = socket.create_connection(listener.address, timeout=10)
+    run_until(reactor, lambda: getattr(server, "transport", None) is not None)
+    yield server.transport, client
+    client.close()
+    listener.close()
+    listener.close_connections()
+    run_until(reactor, lambda: not reactor.connections())
+
+
+def test_start_tls_defaults_a_client_made_by_the_loop(reactor, plain_pair):
+    from reactor import tlsstreams
+
+    raw, client = plain_pair
+    app = App()
+    handshakes = []
+    with pytest.raises(ValueError):  # a client: which server is it? (no server_hostname)
+        tlsstreams.start_tls(reactor, raw, app, client_context())
+    t = tlsstreams.start_tls(reactor, raw, app, client_context(), server_hostname="localhost",
+                             on_handshake=handshakes.append)
+    assert app.events == []  # connection_made comes from the loop, not from inside start_tls
+    reactor.run_once(0)
+    assert app.events == ["made"] and t is app.transport
+    # The other end is a server (so this side was the client), and no stray bytes came first.
+    server = TLSEngine(server_context(), server_side=True)
+    client.setblocking(False)
+
+    def handshaken():
+        try:
+            data = client.recv(65536)
+        except BlockingIOError:
+            return False
+        server.receive(data)
+        client.sendall(server.bytes_to_send())
+        return server.state is TLSState.OPEN
+    run_until(reactor, handshaken)
+    run_until(reactor, lambda: handshakes == [None])
+
+
+@pytest.mark.parametrize("when", ["handshake", "shutdown"])
+def test_start_tls_passes_its_deadlines_on(reactor, plain_pair, when):
+    raw, client = plain_pair
+    app = App()
+    reactor.start_tls(raw, app, server_context(), server_side=True,
+                      **{f"ssl_{when}_timeout": 0.05})
+    if when == "shutdown":
+        peer = EnginePeer(sock=client)
+        handshake(reactor, app, peer)
+        app.transport.close()  # the peer never answers our close_notify
+    run_until(reactor, lambda: app.lost, timeout=5)
+
+
+def test_start_tls_refuses_what_it_cannot_upgrade(reactor, plain_pair):
+    from reactor import tlsstreams
+
+    raw, client = plain_pair
+    with pytest.raises(TypeError) as refused:
+        tlsstreams.start_tls(reactor, "a socket", App(), server_context(), server_side=True)
+    assert str(refused.value) == "start_tls() needs a StreamTransport, not 'a socket'"
+    raw.close()
+    with pytest.raises(RuntimeError) as refused:
+        tlsstreams.start_tls(reactor, raw, App(), server_context(), server_side=True)
+    assert str(refused.value) == "start_tls() on a closing transport"
