@@ -249,6 +249,17 @@ def test_an_eof_received_error_is_reported_by_name(reactor, serve):
     assert app.events[-1] == ("lost", errors[0]["exception"])
 
 
+def test_after_the_peers_close_notify_nothing_more_is_sent(reactor, serve):
+    app = App(on_eof=lambda transport: transport.write(b"too late"))  # TLS has no half-close
+    listener, peer = serve(app)
+    handshake(reactor, app, peer)
+    peer.engine.close()
+    run_until(reactor, lambda: (peer.pump(), app.lost)[1])
+    run_until(reactor, lambda: (peer.pump(), peer.eof)[1])
+    assert PEER_CLOSED in peer.events and b"too late" not in peer.events
+    assert app.events == ["made", "eof", ("lost", None)]
+
+
 def test_a_raw_eof_without_close_notify_is_a_truncation(reactor, serve):
     app = App()
     listener, peer = serve(app)
@@ -439,6 +450,15 @@ def test_the_handshake_deadline_says_how_long_it_was(reactor):
         assert isinstance(exc, TimeoutError) and str(exc) == "the TLS handshake did not complete within 0.05 s"
     finally:
         listener.close()
+
+
+def test_client_context_reads_the_ssl_argument():
+    from reactor.tlsstreams import client_context as context_for
+
+    assert context_for(None) is None and context_for(False) is None
+    assert context_for(True).verify_mode == ssl.CERT_REQUIRED
+    ctx = client_context()
+    assert context_for(ctx) is ctx
 
 
 def test_connect_with_ssl_false_is_plain_and_a_bad_ssl_is_refused(reactor):
