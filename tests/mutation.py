@@ -88,7 +88,7 @@ MODULES: dict[str, list[str]] = {
                            "tests/test_instruments.py", "tests/test_debug.py"],
     "reactor/listeners.py": ["tests/test_streams.py", "tests/test_mutants_listeners.py", "tests/test_accept_limits.py", "tests/test_behaviours.py",
                              "tests/test_reliability.py"],
-    "reactor/connectors.py": ["tests/test_streams.py", "tests/test_tls.py"],
+    "reactor/connectors.py": ["tests/test_streams.py", "tests/test_mutants_connectors.py", "tests/test_tls.py"],
     "reactor/tls.py": ["tests/test_tls.py", "tests/test_mutants_tls.py"],
     "reactor/tlsstreams.py": ["tests/test_tls.py", "tests/test_mutants_tlsstreams.py"],
     "reactor/datagrams.py": ["tests/test_datagrams.py", "tests/test_mutants_datagrams.py", "tests/test_reliability.py"],
