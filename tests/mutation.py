@@ -6,6 +6,7 @@ Run from the repository root (``pip install -e '.[test,mutation]'`` first)::
     python -m tests.mutation --quick              # buffers, framing, timers: a few minutes
     python -m tests.mutation reactor/framing.py   # one module (or several)
     python -m tests.mutation --list               # the modules and the tests each one gets
+    python -m tests.mutation reactor/loop.py --resume   # re-test the survivors, go on where it stopped
 
 The tool is mutmut 3 (docs/TESTING.md says why). For each module this makes
 a scratch copy of the repository in ``.mutation/<module>/`` (the working tree
