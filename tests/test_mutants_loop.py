@@ -457,3 +457,66 @@ def test_the_wait_is_until_the_next_timer_and_zero_for_an_overdue_one(selector_c
         clock.advance(1)  # now overdue by 0.98 s
         reactor.run_once(5)
         assert waits.waits == [0.02, 0.0] and fired == ["near"]
+
+
+# -- found by the resumed run: the lifecycle's messages, debug mode at close, the batch ---------
+
+def test_the_lifecycles_refusals_say_why(reactor):
+    errors = contexts(reactor)
+    reactor.call_soon(reactor.close)
+    reactor.call_soon(reactor.run_once, 0)
+    reactor.run_once(0)
+    assert [str(ctx["exception"]) for ctx in errors] == [
+        "cannot close a running reactor; call stop() first",
+        "the reactor is already running: run() and run_once() are not re-entrant"]
+    reactor.close()
+    for schedule in (lambda: reactor.call_soon(_noop), lambda: reactor.call_later(1, _noop)):
+        with pytest.raises(RuntimeError) as refused:
+            schedule()
+        assert str(refused.value) == "the reactor is closed"
+
+
+def test_debug_mode_names_each_transport_still_open_at_close(selector_class, caplog):
+    import warnings
+
+    from reactor import Protocol, StreamTransport
+
+    a, b = socket.socketpair()
+    try:
+        reactor = Reactor(selector=selector_class(), debug=True)
+        transport = StreamTransport(reactor, a, Protocol())
+        expected = f"unclosed transport {transport!r} at reactor close"  # (as it was before the close)
+        with caplog.at_level(logging.WARNING, logger="reactor"), warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            reactor.close()
+        # (the log line formats its transport lazily: as it is now, closed)
+        assert [r.getMessage() for r in records(caplog, logging.WARNING)] == [
+            f"unclosed transport {transport!r} at reactor close"]
+        (warning,) = [w for w in seen if w.category is ResourceWarning]
+        assert str(warning.message) == expected and warning.source is transport
+    finally:
+        b.close()
+
+
+def test_a_cancelled_handle_does_not_end_the_batch(reactor):
+    ran = []
+    reactor.call_soon(ran.append, "a")
+    reactor.call_soon(ran.append, "b").cancel()
+    reactor.call_soon(ran.append, "c")
+    reactor.run_once(0)
+    assert ran == ["a", "c"]
+
+
+def test_a_reactor_that_failed_to_start_leaves_nothing_to_clean(monkeypatch):
+    import gc
+
+    from reactor import loop
+
+    class NoWaker:
+        def __init__(self):
+            raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(loop, "Waker", NoWaker)
+    with pytest.raises(OSError):
+        Reactor()
+    gc.collect()  # no "unclosed reactor" warning, no close() of a half-built reactor (both would fail here)

@@ -341,3 +341,51 @@ def test_a_datagram_transport_switches_protocols(reactor):
     assert first.got == [b"one"]
     transport.close()
     run_until(reactor, lambda: sock.fileno() == -1)
+
+
+# -- found by the resumed run ------------------------------------------------------------
+
+def test_an_fd_the_selector_cannot_watch_ends_the_transport_with_the_reason(reactor, pair):
+    a, b = pair
+    fd = a.fileno()
+    reactor.fd_limit = fd  # (as FD_SETSIZE is for select(): this fd is past it)
+    protocol = Recorder()
+    StreamTransport(reactor, a, protocol)
+    run_until(reactor, lambda: protocol.events and isinstance(protocol.events[-1], tuple))
+    assert protocol.events[0] == "made"
+    exc = protocol.events[-1][1]
+    assert isinstance(exc, ValueError) and str(exc).startswith(f"fd {fd} is out of range")
+
+
+def test_an_exception_in_pause_writing_aborts_with_that_exception(reactor, pair):
+    class Fragile(Recorder):
+        def pause_writing(self):
+            raise ArithmeticError("broken pause_writing")
+
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+    a, b = pair
+    protocol = Fragile()
+    transport = opened(reactor, a, protocol)
+    transport.set_write_buffer_limits(high=1, low=0)
+    transport.write(b"x" * 4 * 1024 * 1024)
+    run_until(reactor, lambda: isinstance(protocol.events[-1], tuple))
+    assert [ctx["message"] for ctx in errors] == ["protocol.pause_writing() raised; aborting the connection"]
+    assert isinstance(errors[0]["exception"], ArithmeticError)
+    assert protocol.events[-1] == ("lost", errors[0]["exception"])
+
+
+def test_closing_the_reactor_takes_each_open_transport_out_of_the_selector_first(selector_class):
+    from reactor import Reactor
+
+    a, b = socket.socketpair()
+    try:
+        reactor = Reactor(selector=selector_class())
+        opened(reactor, a)
+        watch = Registrations()
+        reactor.add_instrument(watch)
+        fd = a.fileno()
+        reactor.close()
+        assert ("unregistered", fd) in watch.log and a.fileno() == -1
+    finally:
+        b.close()
