@@ -142,6 +142,18 @@ class TLSProtocol(Protocol):
         self.raw = raw
         self.app_transport._fileno = raw._fileno
         raw.set_write_buffer_limits(self._high, self._low)
+        if self._closing:
+            # close() or abort() from a listener's transport_setup, before
+            # there was a connection to close: as over plain TCP, the
+            # application hears connection_made then connection_lost(None),
+            # and the TCP connection closes without a handshake.
+            self.engine.close()
+            if app_made_now:
+                self._make_app()
+            else:
+                self._reactor.call_soon(self._make_app)
+            raw.close()
+            return
         self._timer = self._reactor.call_later(self._handshake_timeout, self._handshake_timed_out)
         if app_made_now:
             self._make_app()
