@@ -98,7 +98,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from bench import compiled
+from bench import compiled, socketcost
 from bench._proc import (CLK_TCK, Child, ChildTimeout, cpu_ticks, hwm_kib, pin, raise_nofile, rss_kib,
                          sys_ticks,
                          usable_cpus, write_json)
@@ -445,8 +445,14 @@ def grid_tables(summary: list[dict[str, Any]], kinds: Sequence[str], all_kinds: 
     return "\n".join(lines)
 
 
-def targets(summary: list[dict[str, Any]], cells: Sequence[tuple[int, int]]) -> str:
-    """Issue 14's targets, read from this run's medians (printed, never asserted)."""
+def targets(summary: list[dict[str, Any]], cells: Sequence[tuple[int, int]],
+            socket_user_us: Optional[float] = None) -> str:
+    """Issue 14's targets, read from this run's medians (printed, never asserted).
+
+    *socket_user_us*: the user time of one send + recv through CPython's
+    socket module (bench.socketcost), printed beside the user time that the
+    compiled target leaves per request once the kernel's part is paid.
+    """
     def check(ok: bool) -> str:
         return "met" if ok else "NOT MET"
 
@@ -459,6 +465,17 @@ def targets(summary: list[dict[str, Any]], cells: Sequence[tuple[int, int]]) -> 
             shown = ", ".join(f"{v:.2f}x at c{c}" for v, (_, c) in zip(values, small))
             lines.append(f"  {kind}: CPU/request at 1 KiB <= {limit:.2f}x {against}'s: "
                          f"{check(all(v <= limit for v in values))} ({shown})")
+            if kind == "reactor-compiled" and socket_user_us is not None:
+                budget = []
+                for s, c in small:
+                    mine, peer = find(summary, kind, s, c), find(summary, "uvloop", s, c)
+                    if mine.get("sys_us_per_req") is not None and peer.get("cpu_us_per_req") is not None:
+                        budget.append(f"{limit * peer['cpu_us_per_req'] - mine['sys_us_per_req']:.2f} us at c{c}")
+                if budget:
+                    lines.append(f"    (that leaves {', '.join(budget)} of user time per request beside "
+                                 f"reactor-compiled's kernel time; one send + one recv through CPython's "
+                                 f"socket module alone take {socket_user_us:.2f} us of user time: "
+                                 f"python -m bench.socketcost)")
     for kind, key, against, what in (
             ("reactor-compiled", "rps_x_uvloop", "uvloop", "req/s"),
             ("reactor-compiled", "cpu_x_uvloop", "uvloop", "CPU/request"),
@@ -651,7 +668,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     idle_summary = (summarise(runs, keys + ("rss_before_kib", "rss_after_kib", "kib_per_conn"), kinds,
                               [(1024, active)], idle=True) if run_idle else [])
     print(grid_tables(summary, kinds, shown, status, cells, args.repeat))
-    print(targets(summary, cells))
+    print(targets(summary, cells, socketcost.send_recv_cost()[0]))
     if run_idle:
         print(idle_table(idle_summary, shown, status, idle, active, args.repeat))
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import micro
 
 
@@ -54,3 +56,24 @@ def test_hotpath_bench_reports_reactor_against_the_floor(capsys):
     reactor = next(line for line in out.splitlines() if line.startswith("reactor "))
     assert floor.split()[-1] == "1.00x"
     assert float(reactor.split()[-2]) > 0 and reactor.split()[-1].endswith("x")
+
+
+def test_socketcost_reports_user_and_kernel_time_of_a_send_and_a_recv(capsys):
+    """bench.socketcost: the floor under any loop over the socket module (PERFORMANCE.md, targets)."""
+    from bench import socketcost
+
+    # (getrusage splits user from system time by sampling: enough calls for both to be seen)
+    user, kernel = socketcost.send_recv_cost(size=1024, n=50_000, repeat=1)
+    assert kernel > 0 and user + kernel > 0
+    assert socketcost.main(["-n", "20000"]) == 0
+    out = capsys.readouterr().out
+    assert "us user" in out and "us kernel" in out
+
+
+def test_socketcost_refuses_a_bad_count(capsys):
+    from bench import socketcost
+
+    with pytest.raises(SystemExit) as exit_info:
+        socketcost.main(["-n", "0"])
+    assert exit_info.value.code == 2
+    assert "-n must be >= 1" in capsys.readouterr().err
