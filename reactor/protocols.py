@@ -157,7 +157,9 @@ class LineProtocol(Protocol):
             self.transport.close()
 
     def send_line(self, line: bytes) -> None:
-        assert self.transport is not None, "send_line() before connection_made()"
+        """Write *line* and ``\r\n``."""
+        if self.transport is None:  # (not an assert: python -O would let it through)
+            raise RuntimeError("send_line() before connection_made()")
         self.transport.write(LineFramer.encode(line))
 
 
