@@ -45,3 +45,28 @@ def test_a_cancelled_handle_keeps_a_short_name(reactor):
     assert repr(handles[3]) == "<TimerHandle cancelled when=7.000000 f(...)>"
     assert all(h.cancelled() for h in handles)
     assert isinstance(handles[0], Handle)
+
+
+def test_a_builtin_method_is_named_after_the_class_that_defines_it(reactor):
+    # A builtin method names its instance's class (so does every method of a
+    # compiled class, in the mypyc build): the report names the defining one,
+    # as it would for a Python method.
+    class Inbox(list):
+        pass
+
+    assert repr(reactor.call_soon(Inbox().append, 1)) == "<Handle list.append(1)>"
+    assert repr(reactor.call_soon(len, "ab")) == "<Handle len('ab')>"  # a builtin function: its own name
+
+
+def test_a_python_method_keeps_the_name_of_its_code(reactor):
+    # Only builtin methods are looked up: a Python function is named where it
+    # was written, even when another class borrows it.
+    class Worker:
+        def run(self):
+            pass
+
+    class Borrower:
+        run = Worker.run
+
+    assert repr(reactor.call_soon(Borrower().run)) == (
+        "<Handle test_a_python_method_keeps_the_name_of_its_code.<locals>.Worker.run()>")

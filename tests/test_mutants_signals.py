@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import warnings
 
 import pytest
 
@@ -87,3 +89,51 @@ def test_after_a_close_from_another_thread_a_default_disposition_takes_its_defau
         assert reactor.remove_signal_handler(signal.SIGWINCH) is False
     finally:
         signal.signal(signal.SIGWINCH, before)
+
+
+def test_after_a_close_from_another_thread_an_ignored_signal_stays_ignored_and_a_default_one_acts():
+    # Ignored before the reactor: the signal the orphaned handler catches is
+    # dropped, as it would have been without the reactor.
+    before = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        reactor = Reactor()
+        reactor.add_signal_handler(signal.SIGUSR1, print)
+        assert in_a_thread(reactor.close) == []
+        signal.raise_signal(signal.SIGUSR1)
+        assert signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN
+        assert signal.set_wakeup_fd(-1) == -1
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+    # Default before the reactor: SIGUSR1's default action ends the process,
+    # so this part runs in a child, which must die of the signal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: fork() with a watchdog thread)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 1
+        try:
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+            reactor = Reactor()
+            reactor.add_signal_handler(signal.SIGUSR1, print)
+            if in_a_thread(reactor.close) == []:
+                signal.raise_signal(signal.SIGUSR1)  # the handler restores SIG_DFL and raises it again
+                status = 0  # still alive: the default action was not taken
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGUSR1, status
+
+
+def test_a_disposition_python_cannot_name_is_put_back_as_the_default(monkeypatch, reactor):
+    # signal.getsignal() says None for a handler installed by C code (an
+    # application embedding Python): the best the reactor can restore is SIG_DFL.
+    real_getsignal = signal.getsignal
+    before = signal.signal(signal.SIGUSR1, print)  # (what a C handler would be; Python cannot name it)
+    try:
+        monkeypatch.setattr(signal, "getsignal",
+                            lambda sig: None if sig == signal.SIGUSR1 else real_getsignal(sig))
+        reactor.add_signal_handler(signal.SIGUSR1, print)
+        assert reactor.remove_signal_handler(signal.SIGUSR1)
+        assert real_getsignal(signal.SIGUSR1) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGUSR1, before)
