@@ -91,3 +91,38 @@ def test_a_full_close_exchange_leaves_both_closed():
     pump(server, client)
     assert client.state is TLSState.CLOSED
     assert client.bytes_to_send() == b"" and server.bytes_to_send() == b""
+
+
+def test_peer_closed_is_a_bool_from_the_start():
+    client, server = engines()
+    assert client.peer_closed is False
+    handshake(client, server)
+    assert server.peer_closed is False and client.peer_closed is False
+
+
+def test_the_peers_close_notify_does_not_close_our_side():
+    # A half-close: the engine answers the peer's close_notify only when its
+    # owner calls close(); until then it stays open and may still send, and
+    # the peer, closing, still reads what comes.
+    client, server = engines()
+    handshake(client, server)
+    client.close()
+    assert pump(client, server) == [PEER_CLOSED]
+    assert server.state is TLSState.OPEN and server.bytes_to_send() == b""
+    server.send(b"the last reply")
+    assert pump(server, client) == [b"the last reply"]
+    assert client.state is TLSState.CLOSING
+    server.close()
+    assert server.state is TLSState.CLOSED
+    assert pump(server, client) == [PEER_CLOSED] and client.state is TLSState.CLOSED
+
+
+def test_a_client_closed_before_the_handshake_ignores_the_servers_answer():
+    client, server = engines()
+    client.start()
+    server.receive(client.bytes_to_send())
+    answer = server.bytes_to_send()
+    client.close()
+    assert client.receive(answer) == []
+    assert client.bytes_to_send() == b""  # no Finished: the handshake is not carried on
+    assert client.state is TLSState.CLOSED
