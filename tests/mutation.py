@@ -94,7 +94,7 @@ MODULES: dict[str, list[str]] = {
     "reactor/tls.py": ["tests/test_tls.py", "tests/test_mutants_tls.py"],
     "reactor/tlsstreams.py": ["tests/test_tls.py", "tests/test_mutants_tlsstreams.py"],
     "reactor/datagrams.py": ["tests/test_datagrams.py", "tests/test_mutants_datagrams.py", "tests/test_reliability.py"],
-    "reactor/network.py": ["tests/test_streams.py", "tests/test_datagrams.py", "tests/test_instruments.py",
+    "reactor/network.py": ["tests/test_mutants_network.py", "tests/test_streams.py", "tests/test_datagrams.py", "tests/test_instruments.py",
                            "tests/test_accept_limits.py", "tests/test_tls.py"],
     # (test_chat_client.py and test_chat_irc.py drive the programs through tmux
     # and real IRC clients: nothing mutmut can trace, minutes of stats run.)
