@@ -181,9 +181,10 @@ def test_listen_unix_passes_the_backlog_and_connection_options_on(reactor, tmp_p
             peer.setblocking(False)
             try:
                 peer.connect(path)
-            except BlockingIOError:
+            except (BlockingIOError, ConnectionRefusedError):
                 refused += 1
-        assert refused >= 3  # Linux queues backlog + 1; the default backlog would take all five
+        if sys.platform.startswith("linux"):
+            assert refused >= 3  # Linux queues backlog + 1; the default backlog would take all five
         run_until(reactor, lambda: setups)
         for _ in range(3):
             reactor.run_once(0)
