@@ -69,7 +69,7 @@ MODULES: dict[str, list[str]] = {
     "reactor/errors.py": ["tests/test_framing.py", "tests/test_streams.py", "tests/test_datagrams.py"],
     "reactor/protocols.py": ["tests/test_mutants_protocols.py", "tests/test_streams.py", "tests/test_behaviours.py",
                             "tests/test_framing.py"],
-    "reactor/debug.py": ["tests/test_debug.py"],
+    "reactor/debug.py": ["tests/test_mutants_debug.py", "tests/test_debug.py"],
     "reactor/instruments.py": ["tests/test_instruments.py", "tests/test_debug.py", "tests/test_monitor.py"],
     "reactor/monitor.py": ["tests/test_monitor.py"],
     "reactor/tracing.py": ["tests/test_tracing.py"],
