@@ -74,7 +74,7 @@ MODULES: dict[str, list[str]] = {
                                "tests/test_monitor.py"],
     "reactor/monitor.py": ["tests/test_monitor.py"],
     "reactor/tracing.py": ["tests/test_tracing.py"],
-    "reactor/testing.py": ["tests/test_timers.py", "tests/test_instruments.py"],
+    "reactor/testing.py": ["tests/test_mutants_testing.py", "tests/test_timers.py", "tests/test_instruments.py"],
     "reactor/registry.py": ["tests/test_structure.py", "tests/test_mutants_registry.py",
                             "tests/test_mutants_transports.py", "tests/test_instruments.py",
                             "tests/test_reliability.py", "tests/test_streams.py"],
