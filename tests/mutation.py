@@ -72,7 +72,7 @@ MODULES: dict[str, list[str]] = {
     "reactor/debug.py": ["tests/test_mutants_debug.py", "tests/test_debug.py"],
     "reactor/instruments.py": ["tests/test_mutants_instruments.py", "tests/test_instruments.py", "tests/test_debug.py",
                                "tests/test_monitor.py"],
-    "reactor/monitor.py": ["tests/test_monitor.py"],
+    "reactor/monitor.py": ["tests/test_mutants_monitor.py", "tests/test_monitor.py"],
     "reactor/tracing.py": ["tests/test_mutants_tracing.py", "tests/test_tracing.py"],
     "reactor/testing.py": ["tests/test_mutants_testing.py", "tests/test_timers.py", "tests/test_instruments.py"],
     "reactor/registry.py": ["tests/test_structure.py", "tests/test_mutants_registry.py",

@@ -1,0 +1,326 @@
+"""Monitor console behaviours that mutation testing found unpinned (python -m tests.mutation):
+every reply exactly (greeting, help, stats, connections, timers, errors), the limits (consoles,
+commands per iteration, listing rows, command length) and which hosts it agrees to bind."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from reactor import Protocol, Reactor
+from reactor import monitor
+from reactor.instruments import ReactorStats
+from reactor.monitor import MAX_COMMANDS_PER_READ, MAX_MONITOR_CONNECTIONS, MonitorProtocol, start_monitor
+from reactor.testing import VirtualClock
+
+from .conftest import run_until
+from .test_streams import ipv6_available
+
+SENTINEL = b"unknown command 'zz'; try help\r\n"
+
+
+class Console:
+    """A person at ``nc``: sends lines, reads replies (through the loop, with a deadline)."""
+
+    def __init__(self, reactor, address):
+        self.reactor = reactor
+        self.sock = socket.create_connection(address[:2])
+        self.sock.setblocking(False)
+        self.buf = b""
+
+    def _read(self):
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return False
+        if not data:
+            return True
+        self.buf += data
+        return False
+
+    def read_until(self, end: bytes) -> bytes:
+        run_until(self.reactor, lambda: self._read() or self.buf.endswith(end))
+        got, self.buf = self.buf, b""
+        return got
+
+    def closed(self) -> bool:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return False
+        except ConnectionResetError:
+            return True
+        self.buf += data
+        return not data
+
+    def ask(self, command: str) -> bytes:
+        """The exact reply to *command* (an unknown command after it marks its end)."""
+        self.sock.sendall(command.encode() + b"\nzz\n")
+        reply = self.read_until(SENTINEL)
+        return reply[:-len(SENTINEL)]
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def setup():
+    """(reactor on a virtual clock at 100 s, the monitor's listener, a console maker)."""
+    consoles = []
+    clock = VirtualClock(100.0)
+    with Reactor(clock=clock) as reactor:
+        reactor.clock = clock  # (for the tests of timers)
+        listener = start_monitor(reactor)
+
+        def console():
+            c = Console(reactor, listener.address)
+            consoles.append(c)
+            return c
+
+        yield reactor, listener, console
+        for c in consoles:
+            c.close()
+        listener.close_connections()
+        listener.close()
+        run_until(reactor, lambda: not reactor.connections())
+
+
+def test_greeting_help_and_errors_exactly(setup):
+    reactor, listener, console = setup
+    c = console()
+    assert c.read_until(b"\r\n") == b"reactor monitor; type help\r\n"
+    assert c.ask("help") == (
+        b"commands:\r\n"
+        b"  stats         the reactor's counters (reactor.stats())\r\n"
+        b"  connections   open transports: peer, state, bytes in/out, write buffer, reading?\r\n"
+        b"  timers        pending timers, soonest first\r\n"
+        b"  help          this text\r\n"
+        b"  quit          close this console\r\n")
+    assert c.ask("  HeLp \r") == c.ask("help")  # case and blanks do not matter
+    assert c.ask("bogus") == b"unknown command 'bogus'; try help\r\n"
+    assert c.ask("x" * 60) == b"unknown command '" + b"x" * 40 + b"'; try help\r\n"  # at most 40 shown
+    assert c.ask("") == b"\r\n"  # an empty line: an empty answer
+    assert c.ask("help2") == b"unknown command 'help2'; try help\r\n"  # letters only: no cmd_ lookups
+    assert c.ask("__init__") == b"unknown command '__init__'; try help\r\n"
+    assert c.ask("say") == b"unknown command 'say'; try help\r\n"  # a method, not a command
+    assert c.ask("caf\xe9") == "unknown command 'caf\ufffd\ufffd'; try help\r\n".encode()  # ascii only
+    assert c.ask("y" * 300) == b"command too long (at most 256 bytes)\r\n"
+    assert c.ask("help").startswith(b"commands:\r\n")  # and the console goes on
+
+
+def test_quit_says_bye_closes_and_frees_a_place(setup):
+    reactor, listener, console = setup
+    consoles = [console() for _ in range(MAX_MONITOR_CONNECTIONS)]
+    for c in consoles:
+        c.read_until(b"type help\r\n")
+    extra = console()
+    assert extra.read_until(b"\r\n") == b"too many monitor consoles (at most 4); try later\r\n"
+    run_until(reactor, extra.closed)
+    consoles[0].sock.sendall(b"quit\nhelp\n")
+    assert consoles[0].read_until(b"bye\r\n") == b"bye\r\n"
+    run_until(reactor, consoles[0].closed)
+    assert consoles[0].buf == b""  # nothing after bye: the close came first
+    again = console()  # the place it freed
+    assert again.read_until(b"\r\n") == b"reactor monitor; type help\r\n"
+
+
+def test_stats_lists_every_field_of_stats_exactly(setup):
+    reactor, listener, console = setup
+    c = console()
+    c.read_until(b"type help\r\n")
+    lines = c.ask("stats").decode().split("\r\n")
+    assert lines[-1] == ""
+    lines = lines[:-1]
+    names = [field for field in ReactorStats.__dataclass_fields__] + ["busy_ratio"]
+    assert [line[:18].rstrip() for line in lines] == names
+    assert all(line[18] == " " and line[19] != " " for line in lines)  # names in 18 columns, then one space
+    values = dict(line.split() for line in lines)
+    for name in ("select_seconds", "busy_seconds"):
+        whole, _, decimals = values[name].partition(".")
+        assert whole.isdigit() and len(decimals) == 6
+    assert values["busy_ratio"][-2:] == "00" and len(values["busy_ratio"].partition(".")[2]) == 6  # 4 places
+    assert 0.0 <= float(values["busy_ratio"]) <= 1.0
+    assert values["connections_open"] == "1" and values["readers"] == "2"  # the console; its listener too
+    assert values["timers_pending"] == "0" and values["iterations"].isdigit()
+
+
+class Sink(Protocol):
+    def connection_made(self, t):
+        self.t = t
+
+    def data_received(self, data):
+        pass
+
+
+HEADER = "  fd peer                     state            in        out  buffered reading"
+
+
+def test_connections_lists_each_transport_exactly(setup, tmp_path):
+    reactor, listener, console = setup
+    servers = []
+    app = reactor.listen_tcp(lambda: servers.append(Sink()) or servers[-1], "127.0.0.1", 0)
+    path = str(tmp_path / "a-rather-long-unix-socket-name")
+    unix = reactor.listen_unix(lambda: servers.append(Sink()) or servers[-1], path)
+    tcp_client = socket.create_connection(app.address)
+    unix_client = socket.socket(socket.AF_UNIX)
+    unix_client.connect(path)
+    try:
+        tcp_client.sendall(b"hello")
+        run_until(reactor, lambda: len(servers) == 2 and all(hasattr(s, "t") for s in servers)
+                  and sum(s.t.bytes_received for s in servers) == 5)
+        tcp_t = next(s.t for s in servers if isinstance(s.t.get_extra_info("peername"), tuple))
+        unix_t = next(s.t for s in servers if s.t is not tcp_t)
+        tcp_t.write(b"abc")
+        unix_t.pause_reading()
+        c = console()
+        c.read_until(b"type help\r\n")
+        lines = c.ask("connections").decode().split("\r\n")
+        host, port = tcp_client.getsockname()
+        fds = sorted(t.get_extra_info("socket").fileno() for t in reactor.connections())
+        assert lines[0] == HEADER
+        assert [int(line[:4]) for line in lines[1:-2]] == fds  # by fd
+        rows = {int(line[:4]): line for line in lines[1:-2]}
+        tcp_fd = tcp_t.get_extra_info("socket").fileno()
+        unix_fd = unix_t.get_extra_info("socket").fileno()
+        assert rows[tcp_fd] == f"{tcp_fd:>4} {host + ':' + str(port):24} open              5          3         0 yes"
+        assert rows[unix_fd] == f"{unix_fd:>4} {'-':24} open              0          0         0 paused"
+        assert lines[-2:] == ["3 connection(s)", ""]
+    finally:
+        tcp_client.close()
+        unix_client.close()
+        app.close_connections()
+        unix.close_connections()
+        app.close()
+        unix.close()
+
+
+def test_connections_shows_closing_ones_and_a_long_peer_cut_to_24(setup, tmp_path):
+    reactor, listener, console = setup
+    path = str(tmp_path / "a-rather-long-unix-socket-name")
+    unix_listener = reactor.listen_unix(Sink, path)
+    try:
+        transport = None
+
+        def made(t):
+            nonlocal transport
+            transport = t
+
+        class Client(Protocol):
+            def connection_made(self, t):
+                made(t)
+
+        connector = reactor.connect_unix(Client, path)
+        run_until(reactor, lambda: connector.done() and transport is not None and unix_listener.connections)
+        server_t = next(iter(unix_listener.connections))
+        server_t.pause_reading()
+        transport.write(b"x" * (8 << 20))  # more than the kernel holds: some stays buffered
+        transport.close()  # closing, with bytes still to send
+        assert transport.is_closing() and transport.get_write_buffer_size() > 0
+        c = console()
+        c.read_until(b"type help\r\n")
+        lines = c.ask("connections").decode().split("\r\n")
+        fd = transport.get_extra_info("socket").fileno()
+        [row] = [line for line in lines if line.startswith(f"{fd:>4} ")]
+        assert row[5:30] == f"{path[:24]:24} "  # the peer's path, cut to 24 characters
+        assert row[30:39] == "closing  "
+        assert int(row.split()[-2]) == transport.get_write_buffer_size() and row.endswith(" paused")
+        server_t.resume_reading()
+        run_until(reactor, lambda: transport not in reactor.connections())
+    finally:
+        unix_listener.close_connections()
+        unix_listener.close()
+
+
+def test_connections_stop_at_max_rows(setup, monkeypatch):
+    reactor, listener, console = setup
+    monkeypatch.setattr(monitor, "MAX_ROWS", 2)
+    consoles = [console() for _ in range(3)]
+    for c in consoles:
+        c.read_until(b"type help\r\n")
+    lines = consoles[0].ask("connections").decode().split("\r\n")
+    assert lines[0] == HEADER and len(lines) == 1 + 2 + 3
+    assert lines[-3:] == ["... and 1 more", "3 connection(s)", ""]
+
+
+def test_timers_soonest_first_exactly(setup):
+    reactor, listener, console = setup
+    reactor.call_later(30, print, "later")
+    reactor.call_later(1.5, print, "sooner")
+    reactor.call_later(5, print, "cancelled").cancel()
+    c = console()
+    c.read_until(b"type help\r\n")
+    reactor.clock.advance(0.5)
+    assert c.ask("timers") == (b"in     1.000s  print('sooner')\r\n"
+                               b"in    29.500s  print('later')\r\n"
+                               b"2 timer(s) pending\r\n")
+
+
+def test_timers_stop_at_fifty(setup):
+    reactor, listener, console = setup
+    timers = [reactor.call_later(i + 1, print, i) for i in range(52)]
+    c = console()
+    c.read_until(b"type help\r\n")
+    lines = c.ask("timers").decode().split("\r\n")
+    assert len(lines) == 50 + 3
+    assert lines[49] == "in    50.000s  print(49)"
+    assert lines[-3:] == ["... and 2 more", "52 timer(s) pending", ""]
+    for timer in timers:
+        timer.cancel()
+
+
+class Stamped(MonitorProtocol):
+    """Notes the loop iteration each command ran in."""
+
+    def __init__(self, reactor, seen):
+        super().__init__(reactor)
+        self.seen = seen
+
+    def line_received(self, line):
+        self.seen.append(self.reactor.stats().iterations)
+        super().line_received(line)
+
+
+def test_at_most_sixteen_commands_per_iteration_then_reading_resumes(setup):
+    reactor, listener, console = setup
+    seen = []
+    own = reactor.listen_tcp(lambda: Stamped(reactor, seen), "127.0.0.1", 0)
+    c = Console(reactor, own.address)
+    try:
+        c.read_until(b"type help\r\n")
+        c.sock.sendall(b"help\n" * 40)
+        run_until(reactor, lambda: len(seen) == 40)
+        per_iteration = [seen.count(i) for i in sorted(set(seen))]
+        assert per_iteration == [MAX_COMMANDS_PER_READ, MAX_COMMANDS_PER_READ, 8]
+        assert c.ask("help").startswith(b"commands:")  # reading again once the backlog is done
+        [t] = own.connections
+        assert t.is_reading()
+    finally:
+        c.close()
+        own.close_connections()
+        own.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost"])
+def test_monitor_binds_loopback(host):
+    with Reactor() as reactor:
+        listener = start_monitor(reactor, 0, host)
+        assert listener.address[0].startswith("127.")
+        listener.close()
+
+
+@pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback")
+def test_monitor_binds_ipv6_loopback():
+    with Reactor() as reactor:
+        listener = start_monitor(reactor, 0, "::1")
+        assert listener.address[0] == "::1"
+        listener.close()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "example.com", "localhost.example"])
+def test_monitor_refuses_other_hosts_and_says_which(host):
+    with Reactor() as reactor:
+        with pytest.raises(ValueError) as caught:
+            start_monitor(reactor, 0, host)
+        assert str(caught.value) == f"the monitor only listens on loopback addresses, not {host!r}"
+        assert reactor.connections() == []
