@@ -23,9 +23,12 @@ SENTINEL = b"unknown command 'zz'; try help\r\n"
 class Console:
     """A person at ``nc``: sends lines, reads replies (through the loop, with a deadline)."""
 
-    def __init__(self, reactor, address):
+    def __init__(self, reactor, address, rcvbuf=None):
         self.reactor = reactor
-        self.sock = socket.create_connection(address[:2])
+        self.sock = socket.socket()
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # (before connect: the window)
+        self.sock.connect(address[:2])
         self.sock.setblocking(False)
         self.buf = b""
 
@@ -324,3 +327,33 @@ def test_monitor_refuses_other_hosts_and_says_which(host):
             start_monitor(reactor, 0, host)
         assert str(caught.value) == f"the monitor only listens on loopback addresses, not {host!r}"
         assert reactor.connections() == []
+
+
+def test_a_console_that_does_not_read_is_paused_then_served_in_full(setup):
+    reactor, listener, console = setup
+    c = Console(reactor, listener.address, rcvbuf=4096)
+    try:
+        run_until(reactor, lambda: reactor.connections())
+        [t] = reactor.connections()
+        t.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        c.sock.sendall(b"help\n" * 1000)  # 1000 replies of 300 bytes: more than the output cap
+        run_until(reactor, lambda: t.get_write_buffer_size() >= 64 * 1024)
+        for _ in range(20):
+            reactor.run_once(0)
+        assert not t.is_reading()  # the replies wait: so do the commands
+        buffered = t.get_write_buffer_size()
+        assert buffered < 64 * 1024 + MAX_COMMANDS_PER_READ * 300  # at most one batch past the mark
+        assert t in reactor.connections()  # paused, not dropped
+        replies = 0
+        last_line = b"  quit          close this console\r\n"
+
+        def all_replies():
+            nonlocal replies
+            c._read()
+            replies += c.buf.count(last_line)
+            c.buf = c.buf.rpartition(last_line)[2]  # (a reply cut in two waits for its end)
+            return replies == 1000
+        run_until(reactor, all_replies)
+        assert t.is_reading()  # all worked through: reading again
+    finally:
+        c.close()
