@@ -4,7 +4,10 @@ commands per iteration, listing rows, command length) and which hosts it agrees 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import socket
+import time
 
 import pytest
 
@@ -112,7 +115,7 @@ def test_greeting_help_and_errors_exactly(setup):
     assert c.ask("help").startswith(b"commands:\r\n")  # and the console goes on
 
 
-def test_quit_says_bye_closes_and_frees_a_place(setup):
+def test_quit_says_bye_closes_and_frees_a_place(setup, caplog):
     reactor, listener, console = setup
     consoles = [console() for _ in range(MAX_MONITOR_CONNECTIONS)]
     for c in consoles:
@@ -124,6 +127,7 @@ def test_quit_says_bye_closes_and_frees_a_place(setup):
     assert consoles[0].read_until(b"bye\r\n") == b"bye\r\n"
     run_until(reactor, consoles[0].closed)
     assert consoles[0].buf == b""  # nothing after bye: the close came first
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []  # nor tried to be
     again = console()  # the place it freed
     assert again.read_until(b"\r\n") == b"reactor monitor; type help\r\n"
 
@@ -259,6 +263,28 @@ def test_timers_soonest_first_exactly(setup):
                                b"2 timer(s) pending\r\n")
 
 
+def test_connections_at_max_rows_are_all_shown(setup, monkeypatch):
+    reactor, listener, console = setup
+    monkeypatch.setattr(monitor, "MAX_ROWS", 2)
+    consoles = [console() for _ in range(2)]
+    for c in consoles:
+        c.read_until(b"type help\r\n")
+    lines = consoles[0].ask("connections").decode().split("\r\n")
+    assert len(lines) == 1 + 2 + 2 and lines[-2:] == ["2 connection(s)", ""]
+
+
+@pytest.mark.parametrize("n, more", [(50, []), (51, ["... and 1 more"])])
+def test_timers_at_fifty_and_one_more(setup, n, more):
+    reactor, listener, console = setup
+    timers = [reactor.call_later(i + 1, print, i) for i in range(n)]
+    c = console()
+    c.read_until(b"type help\r\n")
+    lines = c.ask("timers").decode().split("\r\n")
+    assert lines[50:] == more + [f"{n} timer(s) pending", ""]
+    for timer in timers:
+        timer.cancel()
+
+
 def test_timers_stop_at_fifty(setup):
     reactor, listener, console = setup
     timers = [reactor.call_later(i + 1, print, i) for i in range(52)]
@@ -304,6 +330,19 @@ def test_at_most_sixteen_commands_per_iteration_then_reading_resumes(setup):
         own.close()
 
 
+def test_monitor_port_free_by_default_or_the_one_given():
+    with Reactor() as reactor:
+        first, second = start_monitor(reactor), start_monitor(reactor)  # two at once: each on a free port
+        assert first.address[1] != second.address[1] and 0 not in (first.address[1], second.address[1])
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        third = start_monitor(reactor, port)
+        assert third.address[1] == port
+        for listener in (first, second, third):
+            listener.close()
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost"])
 def test_monitor_binds_loopback(host):
     with Reactor() as reactor:
@@ -329,31 +368,157 @@ def test_monitor_refuses_other_hosts_and_says_which(host):
         assert reactor.connections() == []
 
 
+HELP_REPLY = len(monitor.HELP.replace("\n", "\r\n")) + 2
+
+
+class Watched(MonitorProtocol):
+    """Notes each pause (with the buffer then) and any command run while the output is paused."""
+
+    def __init__(self, reactor):
+        super().__init__(reactor)
+        self.paused = False
+        self.pauses = []
+        self.ran_while_paused = 0
+
+    def pause_writing(self):
+        self.paused = True
+        self.pauses.append(self.transport.get_write_buffer_size())
+        super().pause_writing()
+
+    def resume_writing(self):
+        self.paused = False
+        super().resume_writing()
+
+    def line_received(self, line):
+        self.ran_while_paused += self.paused
+        super().line_received(line)
+
+
 def test_a_console_that_does_not_read_is_paused_then_served_in_full(setup):
     reactor, listener, console = setup
-    c = Console(reactor, listener.address, rcvbuf=4096)
+    protocols = []
+    own = reactor.listen_tcp(lambda: protocols.append(Watched(reactor)) or protocols[-1], "127.0.0.1", 0)
+    c = Console(reactor, own.address, rcvbuf=4096)
     try:
-        run_until(reactor, lambda: reactor.connections())
-        [t] = reactor.connections()
+        run_until(reactor, lambda: protocols and protocols[0].transport is not None)
+        [console_protocol] = protocols
+        t = console_protocol.transport
+        assert t.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
         t.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         c.sock.sendall(b"help\n" * 1000)  # 1000 replies of 300 bytes: more than the output cap
-        run_until(reactor, lambda: t.get_write_buffer_size() >= 64 * 1024)
+        run_until(reactor, lambda: console_protocol.paused)
         for _ in range(20):
             reactor.run_once(0)
         assert not t.is_reading()  # the replies wait: so do the commands
-        buffered = t.get_write_buffer_size()
-        assert buffered < 64 * 1024 + MAX_COMMANDS_PER_READ * 300  # at most one batch past the mark
         assert t in reactor.connections()  # paused, not dropped
         replies = 0
         last_line = b"  quit          close this console\r\n"
 
-        def all_replies():
-            nonlocal replies
-            c._read()
+        deadline = time.monotonic() + 10
+        while replies < 1000:  # read slowly, 4 KiB per iteration: less than a batch of replies
+            assert time.monotonic() < deadline, f"{replies} replies of 1000"
+            try:
+                c.buf += c.sock.recv(4096)
+            except BlockingIOError:
+                pass
             replies += c.buf.count(last_line)
             c.buf = c.buf.rpartition(last_line)[2]  # (a reply cut in two waits for its end)
-            return replies == 1000
-        run_until(reactor, all_replies)
+            reactor.run_once(0)
         assert t.is_reading()  # all worked through: reading again
+        # Paused as soon as a reply took the buffer past 64 KiB, and not one command more until resumed.
+        assert len(console_protocol.pauses) >= 2, console_protocol.pauses
+        assert all(64 * 1024 < size <= 64 * 1024 + HELP_REPLY for size in console_protocol.pauses)
+        assert console_protocol.ran_while_paused == 0
     finally:
         c.close()
+        own.close_connections()
+        own.close()
+
+
+@dataclasses.dataclass
+class Job:
+    """A callable whose repr is as long as its payload (a dataclass's is)."""
+
+    payload: str
+
+    def __call__(self):
+        pass
+
+
+def test_a_reply_past_the_output_cap_drops_that_console_only(setup):
+    reactor, listener, console = setup
+    timer = reactor.call_later(30, Job("x" * (400 * 1024)))
+    c = Console(reactor, listener.address, rcvbuf=4096)
+    other = console()
+    try:
+        c.read_until(b"type help\r\n")
+        other.read_until(b"type help\r\n")
+        for t in reactor.connections():
+            t.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        c.sock.sendall(b"timers\n")
+        run_until(reactor, lambda: len(reactor.connections()) == 1, timeout=5)  # dropped, not buffered
+        assert other.ask("help").startswith(b"commands:")
+    finally:
+        c.close()
+        timer.cancel()
+
+
+def test_an_over_long_command_counts_as_one_of_the_batch(setup):
+    reactor, listener, console = setup
+    seen = []
+    own = reactor.listen_tcp(lambda: Stamped(reactor, seen), "127.0.0.1", 0)
+    c = Console(reactor, own.address)
+    try:
+        c.read_until(b"type help\r\n")
+        before = reactor.stats().iterations
+        c.sock.sendall(b"y" * 300 + b"\nhelp\nhelp\n")
+        run_until(reactor, lambda: len(seen) == 2)
+        assert seen[0] == seen[1] and reactor.stats().iterations - before <= 2  # the same iteration as the long one
+        reply = c.read_until(b"close this console\r\n" * 1)
+        assert reply.startswith(b"command too long (at most 256 bytes)\r\ncommands:\r\n")
+    finally:
+        c.close()
+        own.close_connections()
+        own.close()
+
+
+class Extended(MonitorProtocol):
+    def cmd_two_words(self):
+        return "should not be reachable"
+
+    def cmd_uptime(self):
+        return "up"
+
+
+def test_only_letters_make_a_command_even_in_a_subclass(setup):
+    reactor, listener, console = setup
+    own = reactor.listen_tcp(lambda: Extended(reactor), "127.0.0.1", 0)
+    c = Console(reactor, own.address)
+    try:
+        c.read_until(b"type help\r\n")
+        assert c.ask("uptime") == b"up\r\n"
+        assert c.ask("two_words") == b"unknown command 'two_words'; try help\r\n"
+    finally:
+        c.close()
+        own.close_connections()
+        own.close()
+
+
+def test_a_peer_name_that_is_not_utf8_is_shown_with_replacements(setup, tmp_path, monkeypatch):
+    reactor, listener, console = setup
+    monkeypatch.chdir(tmp_path)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(b"\xffsock")  # a relative path: the peer name is short enough to show whole
+    server.listen()
+    connector = reactor.connect_unix(Protocol, "\udcffsock")
+    try:
+        run_until(reactor, connector.done)
+        fd = connector.result().get_extra_info("socket").fileno()
+        c = console()
+        c.read_until(b"type help\r\n")
+        lines = c.ask("connections").split(b"\r\n")
+        [row] = [line for line in lines if line.startswith(f"{fd:>4} ".encode())]
+        assert row.startswith(f"{fd:>4} ?sock ".encode())
+    finally:
+        connector.result().close()
+        server.close()
