@@ -484,8 +484,8 @@ def test_an_over_long_command_counts_as_one_of_the_batch(setup):
         c.read_until(b"type help\r\n")
         c.sock.sendall(b"y" * 300 + b"\nhelp\n")
         run_until(reactor, lambda: len(said) == 3)
-        (_, greeting), (when_long, long), (when_help, help) = said
-        assert long == "command too long (at most 256 bytes)" and help == "commands:"
+        (_, greeting), (when_long, long_reply), (when_help, help_reply) = said
+        assert long_reply == "command too long (at most 256 bytes)" and help_reply == "commands:"
         assert when_long == when_help  # the batch went on after it, in the same iteration
         assert c.read_until(b"close this console\r\n").startswith(b"command too long")
     finally:
