@@ -69,11 +69,12 @@ MODULES: dict[str, list[str]] = {
     "reactor/errors.py": ["tests/test_framing.py", "tests/test_streams.py", "tests/test_datagrams.py"],
     "reactor/protocols.py": ["tests/test_mutants_protocols.py", "tests/test_streams.py", "tests/test_behaviours.py",
                             "tests/test_framing.py"],
-    "reactor/debug.py": ["tests/test_debug.py"],
-    "reactor/instruments.py": ["tests/test_instruments.py", "tests/test_debug.py", "tests/test_monitor.py"],
-    "reactor/monitor.py": ["tests/test_monitor.py"],
-    "reactor/tracing.py": ["tests/test_tracing.py"],
-    "reactor/testing.py": ["tests/test_timers.py", "tests/test_instruments.py"],
+    "reactor/debug.py": ["tests/test_mutants_debug.py", "tests/test_debug.py"],
+    "reactor/instruments.py": ["tests/test_mutants_instruments.py", "tests/test_instruments.py", "tests/test_debug.py",
+                               "tests/test_monitor.py"],
+    "reactor/monitor.py": ["tests/test_mutants_monitor.py", "tests/test_monitor.py"],
+    "reactor/tracing.py": ["tests/test_mutants_tracing.py", "tests/test_tracing.py"],
+    "reactor/testing.py": ["tests/test_mutants_testing.py", "tests/test_timers.py", "tests/test_instruments.py"],
     "reactor/registry.py": ["tests/test_structure.py", "tests/test_mutants_registry.py",
                             "tests/test_mutants_transports.py", "tests/test_instruments.py",
                             "tests/test_reliability.py", "tests/test_streams.py"],
@@ -354,12 +355,50 @@ def run_module(module: str, args: argparse.Namespace, equivalents: dict[str, str
         outcome.error = f"stopped at the time limit ({args.time_limit:g} s): the rest is 'not run'"
     outcome.statuses = read_results(workdir, module)
     outcome.seconds = time.monotonic() - started
-    listed = {name for name in equivalents if name.startswith(module_key(module) + ".")}
-    outcome.equivalent = {n for n in listed if outcome.statuses.get(n) in (SURVIVED, NO_TESTS)}
-    # (A listed mutant not run, at a time limit, is neither.)
-    outcome.stale = {n for n in listed - outcome.equivalent if outcome.statuses.get(n, KILLED) in (KILLED, TIMEOUT)}
+    judge(outcome, equivalents)
     write_survivors(workdir, outcome, equivalents)
     return outcome
+
+
+def judge(outcome: Outcome, equivalents: dict[str, str]) -> None:
+    """Which survivors are listed as equivalent, and which listed ones no longer survive."""
+    listed = {name for name in equivalents if name.startswith(module_key(outcome.module) + ".")}
+    outcome.equivalent = {n for n in listed if outcome.statuses.get(n) in (SURVIVED, NO_TESTS)}
+    # (A listed mutant not run, at a time limit, is neither.)
+    outcome.stale = {n for n in listed - outcome.equivalent
+                     if outcome.statuses.get(n, KILLED) in (KILLED, TIMEOUT)}
+
+
+def last_run(module: str, args: argparse.Namespace, equivalents: dict[str, str]) -> Outcome:
+    """The verdicts of a module's last run, read from its scratch copy; nothing is run."""
+    workdir = args.workdir / Path(module).stem
+    outcome = Outcome(module, command=f"(last run, in {workdir})")
+    if not (workdir / "mutants").is_dir():
+        outcome.error = "never run (no scratch copy)"
+        return outcome
+    if not resumable(workdir, module):
+        outcome.error = "its code changed since the last run: these verdicts are stale"
+    outcome.statuses = read_results(workdir, module)
+    judge(outcome, equivalents)
+    return outcome
+
+
+def markdown(outcomes: list[Outcome]) -> str:
+    """The per-module table of docs/TESTING.md."""
+    lines = ["| module | mutants | killed | timeout | survived | equivalent | not run | score |",
+             "|---|---|---|---|---|---|---|---|"]
+    for o in outcomes:
+        score = f"**{o.score:.1%}**" if o.score is not None else "-"
+        surviving = o.count(SURVIVED, NO_TESTS) - len(o.equivalent)
+        lines.append(f"| `{o.module}` | {len(o.statuses)} | {o.count(KILLED)} | {o.count(TIMEOUT)} | "
+                     f"{surviving} | {len(o.equivalent)} | {o.not_run} | {score} |")
+    total = Outcome("all", statuses={f"{o.module}:{n}": s for o in outcomes for n, s in o.statuses.items()},
+                    equivalent={f"{o.module}:{n}" for o in outcomes for n in o.equivalent})
+    if len(outcomes) > 1 and total.score is not None:
+        surviving = total.count(SURVIVED, NO_TESTS) - len(total.equivalent)
+        lines.append(f"| all of them | {len(total.statuses)} | {total.count(KILLED)} | {total.count(TIMEOUT)} | "
+                     f"{surviving} | {len(total.equivalent)} | {total.not_run} | **{total.score:.1%}** |")
+    return "\n".join(lines)
 
 
 def report(outcomes: list[Outcome]) -> str:
@@ -413,6 +452,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="keep a module's last run (if its code is unchanged): re-test its survivors "
                              "with the current tests, then run the mutants not run yet")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests, and exit")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: report each module's last run (its scratch copy) with the "
+                             "equivalents listed now")
+    parser.add_argument("--markdown", action="store_true",
+                        help="with --report: also print the table as Markdown (docs/TESTING.md)")
     args = parser.parse_args(argv)
 
     unknown = [m for m in args.modules if m not in MODULES]
@@ -422,6 +466,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("--time-limit must be > 0")
     if args.jobs < 1 or args.test_timeout <= 0:
         parser.error("--jobs must be >= 1 and --test-timeout > 0")
+    if args.markdown and not args.report:
+        parser.error("--markdown goes with --report")
     if args.list:
         for module, tests in MODULES.items():
             print(f"{module:<24} {' '.join(tests)}{'  (--quick)' if module in QUICK else ''}")
@@ -438,6 +484,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.workdir = args.workdir.resolve()
 
     equivalents = listed_equivalents()
+    if args.report:
+        outcomes = [last_run(module, args, equivalents) for module in modules]
+        print(report(outcomes))
+        if args.markdown:
+            print()
+            print(markdown(outcomes))
+        return 0
     outcomes = []
     print(f"mutation testing {len(modules)} module(s) with mutmut, {args.jobs} at once, "
           f"{args.time_limit:g} s at most each; scratch copies in {args.workdir}", flush=True)

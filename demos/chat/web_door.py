@@ -540,7 +540,7 @@ class WebDoor(Protocol):
                     event.code, f"closed (code {event.code})")
         elif ws.state is ConnectionState.OPEN:  # not a frame: wsproto's verdict on bad input
             self.reason = f"WebSocket protocol error: {event.reason}"
-            self.transport.write(ws.send(CloseConnection(code=event.code, reason=event.reason[:100])))
+            self.transport.write(ws.send(CloseConnection(code=event.code, reason=(event.reason or "")[:100])))
         self.transport.close()
 
     def close_websocket(self, code: int, text: str) -> None:
