@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from reactor import Reactor
+from reactor import COMPILED, Reactor
 
 from .conftest import run_until
 
@@ -31,7 +31,10 @@ def in_a_thread(fn):
 def test_signal_numbers_are_checked_with_the_reason(reactor):
     with pytest.raises(TypeError) as refused:
         reactor.add_signal_handler("SIGUSR1", print)
-    assert str(refused.value) == "signal number expected, got 'SIGUSR1'"
+    # The compiled build checks the annotation (sig: int) at the call, before
+    # our check runs, with mypyc's wording; both name what was expected.
+    expected = "int object expected; got str" if COMPILED else "signal number expected, got 'SIGUSR1'"
+    assert str(refused.value) == expected
     with pytest.raises(ValueError) as refused:
         reactor.add_signal_handler(1000, print)
     assert str(refused.value) == "invalid signal number 1000"
