@@ -138,6 +138,10 @@ QUICK = ["reactor/buffers.py", "reactor/framing.py", "reactor/timers.py"]
 
 # mutmut's verdicts, as `mutmut results` prints them.
 KILLED, TIMEOUT, SURVIVED, NO_TESTS = "killed", "timeout", "survived", "no tests"
+# A mutant whose tests' process died of a signal (mutmut: "segfault", or
+# "suspicious" for another signal, e.g. a signal handler mutated to re-raise
+# SIGUSR1 with its default action) was caught: counted as killed.
+CRASHED = ("segfault", "suspicious")
 
 
 @dataclass
@@ -155,12 +159,12 @@ class Outcome:
 
     @property
     def not_run(self) -> int:
-        return len(self.statuses) - self.count(KILLED, TIMEOUT, SURVIVED, NO_TESTS)
+        return len(self.statuses) - self.count(KILLED, *CRASHED, TIMEOUT, SURVIVED, NO_TESTS)
 
     @property
     def score(self) -> Optional[float]:
         """Killed (timeouts included) / mutants run that are not equivalent."""
-        caught = self.count(KILLED, TIMEOUT)
+        caught = self.count(KILLED, *CRASHED, TIMEOUT)
         judged = caught + self.count(SURVIVED, NO_TESTS) - len(self.equivalent)
         return caught / judged if judged else None
 
@@ -366,7 +370,7 @@ def judge(outcome: Outcome, equivalents: dict[str, str]) -> None:
     outcome.equivalent = {n for n in listed if outcome.statuses.get(n) in (SURVIVED, NO_TESTS)}
     # (A listed mutant not run, at a time limit, is neither.)
     outcome.stale = {n for n in listed - outcome.equivalent
-                     if outcome.statuses.get(n, KILLED) in (KILLED, TIMEOUT)}
+                     if outcome.statuses.get(n, KILLED) in (KILLED, *CRASHED, TIMEOUT)}
 
 
 def last_run(module: str, args: argparse.Namespace, equivalents: dict[str, str]) -> Outcome:
@@ -390,13 +394,13 @@ def markdown(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         score = f"**{o.score:.1%}**" if o.score is not None else "-"
         surviving = o.count(SURVIVED, NO_TESTS) - len(o.equivalent)
-        lines.append(f"| `{o.module}` | {len(o.statuses)} | {o.count(KILLED)} | {o.count(TIMEOUT)} | "
+        lines.append(f"| `{o.module}` | {len(o.statuses)} | {o.count(KILLED, *CRASHED)} | {o.count(TIMEOUT)} | "
                      f"{surviving} | {len(o.equivalent)} | {o.not_run} | {score} |")
     total = Outcome("all", statuses={f"{o.module}:{n}": s for o in outcomes for n, s in o.statuses.items()},
                     equivalent={f"{o.module}:{n}" for o in outcomes for n in o.equivalent})
     if len(outcomes) > 1 and total.score is not None:
         surviving = total.count(SURVIVED, NO_TESTS) - len(total.equivalent)
-        lines.append(f"| all of them | {len(total.statuses)} | {total.count(KILLED)} | {total.count(TIMEOUT)} | "
+        lines.append(f"| all of them | {len(total.statuses)} | {total.count(KILLED, *CRASHED)} | {total.count(TIMEOUT)} | "
                      f"{surviving} | {len(total.equivalent)} | {total.not_run} | **{total.score:.1%}** |")
     return "\n".join(lines)
 
@@ -409,13 +413,13 @@ def report(outcomes: list[Outcome]) -> str:
         score = f"{o.score:.1%}" if o.score is not None else "-"
         surviving = o.count(SURVIVED) - len(o.equivalent & {n for n, s in o.statuses.items() if s == SURVIVED})
         no_tests = o.count(NO_TESTS) - len(o.equivalent & {n for n, s in o.statuses.items() if s == NO_TESTS})
-        lines.append(f"{o.module:<24} {len(o.statuses):>7} {o.count(KILLED):>6} {o.count(TIMEOUT):>7} "
+        lines.append(f"{o.module:<24} {len(o.statuses):>7} {o.count(KILLED, *CRASHED):>6} {o.count(TIMEOUT):>7} "
                      f"{surviving:>8} {len(o.equivalent):>6} {no_tests:>8} {o.not_run:>7} {score:>6} "
                      f"{o.seconds:>5.0f}s")
     total = Outcome("all", statuses={f"{o.module}:{n}": s for o in outcomes for n, s in o.statuses.items()},
                     equivalent={f"{o.module}:{n}" for o in outcomes for n in o.equivalent})
     if len(outcomes) > 1 and total.score is not None:
-        lines.append(f"{'all':<24} {len(total.statuses):>7} {total.count(KILLED):>6} "
+        lines.append(f"{'all':<24} {len(total.statuses):>7} {total.count(KILLED, *CRASHED):>6} "
                      f"{total.count(TIMEOUT):>7} {'':>8} {len(total.equivalent):>6} {'':>8} "
                      f"{total.not_run:>7} {total.score:>6.1%}")
     lines.append("survived: every test passed (equivalent ones are counted apart); no tests: no "
@@ -499,7 +503,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         outcome = run_module(module, args, equivalents)
         outcomes.append(outcome)
         score = f"{outcome.score:.1%}" if outcome.score is not None else "-"
-        print(f"   {len(outcome.statuses)} mutants, {outcome.count(KILLED)} killed, "
+        print(f"   {len(outcome.statuses)} mutants, {outcome.count(KILLED, *CRASHED)} killed, "
               f"{outcome.count(TIMEOUT)} timeout, {outcome.count(SURVIVED)} survived "
               f"({len(outcome.equivalent)} equivalent), score {score}, {outcome.seconds:.0f} s"
               + (f"; {outcome.error.splitlines()[0]}" if outcome.error else ""), flush=True)

@@ -64,3 +64,10 @@ def test_bad_options_are_one_line_and_exit_2(argv, message, capsys):
         mutation.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_mutant_that_crashes_the_tests_counts_as_killed():
+    o = outcome(**{"1": "suspicious", "2": "segfault", "3": SURVIVED})
+    mutation.judge(o, {})
+    assert o.score == 2 / 3 and o.not_run == 0
+    assert mutation.markdown([o]).splitlines()[2] == "| `reactor/x.py` | 3 | 2 | 0 | 1 | 0 | 0 | **66.7%** |"
