@@ -219,7 +219,10 @@ def configure(module: str, tests: list[str], workdir: Path, test_timeout: float,
         "pytest_add_cli_args": f"\n-p\nno:cacheprovider\n--timeout={test_timeout:g}"
                                + "".join(f"\n--deselect\n{test}" for test in deselect)
                                + "".join(f"\n{arg}" for arg in extra),
-        "timeout_constant": "5",
+        # mutmut's own limit (CPU seconds over the tests' usual time) must
+        # come after the per-test timeout, so that a mutant that hangs a test
+        # is reported by that test failing (killed), not as a stuck run.
+        "timeout_constant": f"{test_timeout + 30:g}",
         "use_git_change_detection": "false",
     }
     if not_mutated:

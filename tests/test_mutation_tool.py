@@ -71,3 +71,16 @@ def test_a_mutant_that_crashes_the_tests_counts_as_killed():
     mutation.judge(o, {})
     assert o.score == 2 / 3 and o.not_run == 0
     assert mutation.markdown([o]).splitlines()[2] == "| `reactor/x.py` | 3 | 2 | 0 | 1 | 0 | 0 | **66.7%** |"
+
+
+def test_mutmuts_own_limit_comes_after_the_per_test_timeout(tmp_path):
+    """A hung test must fail at pytest-timeout (killed), before mutmut's limit calls it a stuck run."""
+    import configparser
+    import shutil
+
+    shutil.copy2(mutation.ROOT / "setup.cfg", tmp_path / "setup.cfg")
+    mutation.configure("reactor/buffers.py", ["tests/test_buffers.py"], tmp_path, test_timeout=30)
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(tmp_path / "setup.cfg")
+    assert float(config["mutmut"]["timeout_constant"]) > 30
+    assert "--timeout=30" in config["mutmut"]["pytest_add_cli_args"]
