@@ -342,13 +342,14 @@ def run_module(module: str, args: argparse.Namespace, equivalents: dict[str, str
         return outcome
     again: list[str] = []
     if args.resume and resumable(workdir, module):
-        # The verdicts stand; the tests may have grown: re-test the survivors,
+        # The verdicts stand; the tests may have grown: re-test the survivors
+        # (and the stuck runs, which may now fail at the per-test timeout),
         # then go on with the mutants not run yet.
-        again = sorted(n for n, s in read_results(workdir, module).items() if s in (SURVIVED, NO_TESTS))
+        again = sorted(n for n, s in read_results(workdir, module).items() if s in (SURVIVED, NO_TESTS, TIMEOUT))
         configure(module, tests, workdir, args.test_timeout, tuple(DESELECT["*"] + DESELECT.get(module, [])),
                   tuple(NOT_MUTATED.get(module, [])), tuple(PYTEST_ARGS.get(module, [])))
         refresh_tests(workdir)
-        outcome.command += f", resumed ({len(again)} survivors re-tested)"
+        outcome.command += f", resumed ({len(again)} survivors and timeouts re-tested)"
     else:
         prepare(module, tests, workdir, args.test_timeout, tuple(DESELECT["*"] + DESELECT.get(module, [])),
                 tuple(NOT_MUTATED.get(module, [])), tuple(PYTEST_ARGS.get(module, [])))
