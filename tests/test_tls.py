@@ -517,13 +517,20 @@ def test_python_ssl_client_and_server_in_threads(reactor, version):
     echoed = {}
 
     def blocking_client():
+        # One thread per SSLSocket: OpenSSL's SSL object is not safe for a
+        # read in one thread and a write in another (under load, TLS 1.3's
+        # session tickets made that fail with SSLEOFError). So: a chunk out,
+        # its echo back, and again.
         with socket.create_connection(listener.address) as sock:
+            sock.settimeout(30)
             with client_context(version).wrap_socket(sock, server_hostname="localhost") as tls:
                 echoed["version"] = tls.version()
-                reader = threading.Thread(target=lambda: echoed.__setitem__("data", _read_n(tls, len(payload))))
-                reader.start()
-                tls.sendall(payload)
-                reader.join(30)
+                data = bytearray()
+                for start in range(0, len(payload), 64 * 1024):
+                    chunk = payload[start:start + 64 * 1024]
+                    tls.sendall(chunk)
+                    data += _read_n(tls, len(chunk))
+                echoed["data"] = bytes(data)
 
     thread = threading.Thread(target=blocking_client, daemon=True)
     thread.start()
