@@ -384,7 +384,7 @@ def test_a_view_of_another_format_or_shape_sent_in_part_arrives_whole(reactor, p
         ints = array.array("I", range(size // 4))
         view, payload = memoryview(ints), ints.tobytes()
     else:
-        payload = bytes(i % 251 for i in range(size))
+        payload = (bytes(range(251)) * (size // 251 + 1))[:size]
         width = 4 if shape == "rows of 4 bytes" else 1024
         view = memoryview(payload).cast("B", shape=[size // width, width])
     transport.write(view)
