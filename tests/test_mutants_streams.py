@@ -565,3 +565,26 @@ def test_buffered_sends_are_counted_and_observed(selector_class, caplog):
     finally:
         a.close()
         b.close()
+
+
+def test_a_direct_send_is_observed_with_its_transport(selector_class, caplog):
+    from reactor import Reactor
+
+    observed = Bytes()
+    a, b = socket.socketpair()
+    try:
+        with Reactor(selector=selector_class(), debug="traffic") as reactor:
+            reactor.add_instrument(observed)
+            transport = StreamTransport(reactor, a, Lost())
+            reactor.run_once(0)
+            with caplog.at_level(logging.DEBUG, logger="reactor.traffic"):
+                transport.write(b"hello")  # the kernel takes it all: nothing buffered
+            assert b.recv(10) == b"hello" and transport.get_write_buffer_size() == 0
+            assert observed.sent == [(transport, 5)]
+            lines = [r.getMessage() for r in caplog.records if r.name == "reactor.traffic"]
+            assert lines == [f"{transport!r} sent 5 bytes b'hello'"]
+            transport.abort()
+            reactor.run_once(0)
+    finally:
+        a.close()
+        b.close()
