@@ -267,7 +267,9 @@ class StreamTransport(SocketTransport):
             if buffer is _NO_BUFFER:
                 buffer = self._buffer = SendBuffer()
             view = memoryview(data)
-            buffer.append(view[n:] if view.format == "B" else view.cast("B")[n:])
+            # The rest from byte n: a view of wider items or of several
+            # dimensions slices by item or by row, so it is cast to bytes.
+            buffer.append(view[n:] if view.format == "B" and view.ndim == 1 else view.cast("B")[n:])
             reactor.add_writer(self._sock, self._on_writable)
         else:
             buffer.append(data)

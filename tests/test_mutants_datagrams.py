@@ -551,3 +551,27 @@ def test_open_udp_passes_the_queue_bound_on(reactor, monkeypatch):
     finally:
         transport.abort()
         reactor.run_once(0)
+
+
+# -- found by the run after the refactor ---------------------------------------------------
+
+def test_a_unix_endpoint_keeps_the_udp_default_size_and_reports_longer_datagrams(reactor):
+    """Without max_datagram_size, only IPv6 gets the larger IPv6 limit: a
+    Unix datagram endpoint takes 65,507 bytes, and a longer datagram is
+    reported as truncated, never delivered cut."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        protocol = Events()
+        transport = DatagramTransport(reactor, b, protocol)
+        a.send(b"x" * (datagrams.MAX_UDP_PAYLOAD + 1))
+        a.send(b"y" * datagrams.MAX_UDP_PAYLOAD)
+        run_until(reactor, lambda: protocol.datagrams())
+        (exc,) = protocol.errors()
+        assert isinstance(exc, DatagramTruncated)
+        assert str(exc).endswith(" was larger than 65507 bytes and was discarded")
+        assert protocol.datagrams() == [b"y" * 65_507]
+        transport.close()
+        run_until(reactor, lambda: protocol.events[-1][0] == "lost")
+    finally:
+        a.close()
+        b.close()

@@ -17,7 +17,7 @@ import struct
 
 import pytest
 
-from reactor import BufferedProtocol, Protocol, StreamTransport
+from reactor import BufferedProtocol, Protocol, StreamTransport, WriteBufferOverflow
 from reactor.instruments import Instrument
 
 from .conftest import run_until
@@ -324,3 +324,267 @@ def test_nothing_written_after_close_is_sent_even_from_resume_writing(reactor, p
         received.extend(chunk)
     assert bytes(received) == payload and protocol.lost == [None]
     assert len([r for r in caplog.records if "after close" in r.getMessage()]) == 1
+
+
+# -- found by the run after the refactor ----------------------------------------------------
+
+def kernel_full(sock) -> None:
+    """Fill *sock*'s kernel send buffer (the peer reads nothing): its next send() says EAGAIN."""
+    sock.setblocking(False)
+    chunk = b"k" * 65536
+    while True:
+        try:
+            sock.send(chunk)
+        except BlockingIOError:
+            return
+
+
+def read_all(reactor, transport, peer, done) -> bytes:
+    """Everything *peer* receives until *transport* has closed (driving the loop), then until EOF."""
+    received = bytearray()
+    peer.setblocking(False)
+
+    def step():
+        try:
+            received.extend(peer.recv(1 << 20))
+        except BlockingIOError:
+            pass
+        return done()
+    run_until(reactor, step)
+    peer.setblocking(True)
+    peer.settimeout(10)
+    while chunk := peer.recv(1 << 20):
+        received.extend(chunk)
+    return bytes(received)
+
+
+class Lost(Protocol):
+    def __init__(self) -> None:
+        self.lost: list = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def connection_lost(self, exc):
+        self.lost.append(exc)
+
+
+@pytest.mark.parametrize("shape", ["ints", "rows of 4 bytes", "rows of 1 KiB"])
+def test_a_view_of_another_format_or_shape_sent_in_part_arrives_whole(reactor, pair, shape):
+    """write() of a memoryview the kernel takes only part of: the rest is
+    buffered from the right byte, whatever the view's item size or shape."""
+    import array
+
+    a, b = pair
+    protocol = Lost()
+    transport = StreamTransport(reactor, a, protocol)
+    reactor.run_once(0)
+    size = 4 * 1024 * 1024  # more than a socketpair holds
+    if shape == "ints":
+        ints = array.array("I", range(size // 4))
+        view, payload = memoryview(ints), ints.tobytes()
+    else:
+        payload = (bytes(range(251)) * (size // 251 + 1))[:size]
+        width = 4 if shape == "rows of 4 bytes" else 1024
+        view = memoryview(payload).cast("B", shape=[size // width, width])
+    transport.write(view)
+    assert 0 < transport.bytes_sent < size
+    assert transport.bytes_sent + transport.get_write_buffer_size() == size
+    transport.close()
+    assert read_all(reactor, transport, b, lambda: protocol.lost) == payload
+
+
+def test_the_hard_cap_is_a_strict_boundary(reactor, pair):
+    a, b = pair
+    protocol = Lost()
+    transport = StreamTransport(reactor, a, protocol)
+    reactor.run_once(0)
+    kernel_full(a)
+    transport.write(b"x" * 100)  # the kernel takes nothing: exactly 100 bytes buffered
+    transport.set_max_write_buffer_size(100)  # exactly at the cap: allowed
+    assert transport.get_write_buffer_size() == 100 and not transport.is_closing()
+    transport.write(b"y")
+    run_until(reactor, lambda: protocol.lost)
+    (exc,) = protocol.lost
+    assert isinstance(exc, WriteBufferOverflow)
+    assert str(exc) == "write buffer of 101 bytes is over the cap of 100; the peer is not reading"
+
+
+def test_the_hard_cap_may_be_zero_but_not_negative(reactor, pair):
+    a, b = pair
+    protocol = Lost()
+    transport = StreamTransport(reactor, a, protocol)
+    reactor.run_once(0)
+    with pytest.raises(ValueError) as refused:
+        transport.set_max_write_buffer_size(-1)
+    assert str(refused.value) == "size must be >= 0 or None, got -1"
+    transport.set_max_write_buffer_size(0)  # nothing may wait: what the kernel takes goes
+    transport.write(b"fits in the kernel")
+    assert b.recv(100) == b"fits in the kernel" and not transport.is_closing()
+    kernel_full(a)
+    transport.write(b"z")
+    run_until(reactor, lambda: protocol.lost)
+    assert str(protocol.lost[0]) == "write buffer of 1 bytes is over the cap of 0; the peer is not reading"
+
+
+def test_a_factory_that_is_not_callable_is_refused_at_once(reactor):
+    with pytest.raises(TypeError) as refused:
+        reactor.listen_tcp(42, "127.0.0.1", 0)
+    assert str(refused.value) == "a protocol factory must be callable, got 42"
+
+
+def test_bytes_received_add_up_over_reads(reactor, pair):
+    class Got(Lost):
+        def __init__(self):
+            super().__init__()
+            self.data = bytearray()
+
+        def data_received(self, data):
+            self.data += data
+
+    a, b = pair
+    protocol = Got()
+    transport = StreamTransport(reactor, a, protocol)
+    b.sendall(b"hello")
+    run_until(reactor, lambda: protocol.data == b"hello")
+    b.sendall(b" world")
+    run_until(reactor, lambda: protocol.data == b"hello world")
+    assert transport.bytes_received == 11
+    transport.close()
+    run_until(reactor, lambda: protocol.lost == [None])
+
+
+def test_a_reset_during_recv_reaches_connection_lost_and_the_debug_log(reactor, tcp_pair, caplog):
+    a, b = tcp_pair
+    protocol = Lost()
+    transport = StreamTransport(reactor, a, protocol)
+    reactor.run_once(0)
+    reset(b, a)
+    with caplog.at_level(logging.DEBUG, logger="reactor"):
+        run_until(reactor, lambda: protocol.lost)
+    (exc,) = protocol.lost
+    assert isinstance(exc, ConnectionResetError)
+    logged = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert logged == [f"{transport!r}: recv() failed: {exc}"]
+
+
+def test_a_reset_found_by_write_reaches_connection_lost_and_the_debug_log(reactor, tcp_pair, caplog):
+    a, b = tcp_pair
+    protocol = Lost()
+    transport = StreamTransport(reactor, a, protocol)
+    reactor.run_once(0)
+    transport.pause_reading()  # (so that the reset is found by send(), not by a read)
+    reset(b, a)
+    with caplog.at_level(logging.DEBUG, logger="reactor"):
+        transport.write(b"to nobody")
+        run_until(reactor, lambda: protocol.lost)
+    (exc,) = protocol.lost
+    assert isinstance(exc, (ConnectionResetError, BrokenPipeError))
+    logged = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert logged == [f"{transport!r}: send() failed: {exc}"]
+
+
+def test_a_reset_found_while_draining_reaches_connection_lost_and_the_debug_log(reactor, tcp_pair, caplog):
+    a, b = tcp_pair
+    protocol = Lost()
+    transport = StreamTransport(reactor, a, protocol)
+    reactor.run_once(0)
+    transport.pause_reading()
+    transport.write(b"x" * 16 * 1024 * 1024)  # more than the kernel holds: the rest waits
+    assert transport.get_write_buffer_size() > 0
+    reset(b, a)
+    with caplog.at_level(logging.DEBUG, logger="reactor"):
+        run_until(reactor, lambda: protocol.lost)
+    (exc,) = protocol.lost
+    assert isinstance(exc, (ConnectionResetError, BrokenPipeError))
+    logged = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert logged == [f"{transport!r}: send() failed: {exc}"]
+    assert transport.get_write_buffer_size() == 0
+
+
+class NoSendmsg(socket.socket):
+    """A socket without sendmsg(), as on platforms that lack it."""
+
+    @property
+    def sendmsg(self):
+        raise AttributeError("sendmsg")
+
+
+def test_without_sendmsg_several_buffered_chunks_go_out_one_by_one(reactor):
+    a0, b = socket.socketpair()
+    a = NoSendmsg(a0.family, a0.type, fileno=a0.detach())
+    try:
+        protocol = Lost()
+        transport = StreamTransport(reactor, a, protocol)
+        reactor.run_once(0)
+        kernel_full(a)
+        chunks = [bytes([65 + i]) * 300_000 for i in range(4)]  # large: one chunk each
+        for chunk in chunks:
+            transport.write(chunk)
+        transport.close()
+        received = read_all(reactor, transport, b, lambda: protocol.lost)
+        assert received.endswith(b"".join(chunks)) and protocol.lost == [None]
+    finally:
+        a.close()
+        b.close()
+
+
+class Bytes(Instrument):
+    def __init__(self):
+        self.sent: list = []
+
+    def bytes_sent(self, transport, n):
+        self.sent.append((transport, n))
+
+
+def test_buffered_sends_are_counted_and_observed(selector_class, caplog):
+    from reactor import Reactor
+
+    observed = Bytes()
+    a, b = socket.socketpair()
+    try:
+        with Reactor(selector=selector_class(), debug="traffic") as reactor:
+            reactor.add_instrument(observed)
+            protocol = Lost()
+            transport = StreamTransport(reactor, a, protocol)
+            reactor.run_once(0)
+            kernel_full(a)
+            transport.write(b"A" * 200_000)
+            transport.write(b"B" * 200_000)  # two chunks: one vectored send
+            assert observed.sent == []  # the kernel took nothing: no 0-byte sends reported
+            transport.close()
+            with caplog.at_level(logging.DEBUG, logger="reactor.traffic"):
+                received = read_all(reactor, transport, b, lambda: protocol.lost)
+            assert received.endswith(b"A" * 200_000 + b"B" * 200_000)
+            assert transport.bytes_sent == 400_000
+            assert all(t is transport and n > 0 for t, n in observed.sent)
+            assert sum(n for t, n in observed.sent) == 400_000
+            lines = [r.getMessage() for r in caplog.records if r.name == "reactor.traffic"]
+            assert lines[0] == f"{transport!r} sent {observed.sent[0][1]} bytes {b'A' * 64!r}..."
+            assert all(" sent " in line for line in lines) and len(lines) == len(observed.sent)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_direct_send_is_observed_with_its_transport(selector_class, caplog):
+    from reactor import Reactor
+
+    observed = Bytes()
+    a, b = socket.socketpair()
+    try:
+        with Reactor(selector=selector_class(), debug="traffic") as reactor:
+            reactor.add_instrument(observed)
+            transport = StreamTransport(reactor, a, Lost())
+            reactor.run_once(0)
+            with caplog.at_level(logging.DEBUG, logger="reactor.traffic"):
+                transport.write(b"hello")  # the kernel takes it all: nothing buffered
+            assert b.recv(10) == b"hello" and transport.get_write_buffer_size() == 0
+            assert observed.sent == [(transport, 5)]
+            lines = [r.getMessage() for r in caplog.records if r.name == "reactor.traffic"]
+            assert lines == [f"{transport!r} sent 5 bytes b'hello'"]
+            transport.abort()
+            reactor.run_once(0)
+    finally:
+        a.close()
+        b.close()

@@ -8,6 +8,7 @@ socket (both public), so that each test costs milliseconds.
 
 from __future__ import annotations
 
+import errno
 import socket
 
 import pytest
@@ -389,3 +390,94 @@ def test_closing_the_reactor_takes_each_open_transport_out_of_the_selector_first
         assert ("unregistered", fd) in watch.log and a.fileno() == -1
     finally:
         b.close()
+
+
+# -- found by the run after the refactor (water_marks, _has_pending_writes) --------------
+
+def kernel_full(sock) -> None:
+    """Fill *sock*'s kernel send buffer (the peer reads nothing), so that its next send() says EAGAIN."""
+    sock.setblocking(False)
+    chunk = b"k" * 65536
+    while True:
+        try:
+            sock.send(chunk)
+        except BlockingIOError:
+            return
+
+
+def test_close_with_one_byte_buffered_sends_it_before_closing(reactor, pair):
+    a, b = pair
+    protocol = Recorder()
+    transport = opened(reactor, a, protocol)
+    kernel_full(a)
+    transport.write(b"!")  # the kernel takes nothing: exactly one byte buffered
+    assert transport.get_write_buffer_size() == 1
+    transport.close()
+    reactor.run_once(0)
+    assert protocol.events == ["made"]  # the byte is still waiting: not lost yet
+    b.setblocking(False)
+    received = bytearray()
+
+    def drained():
+        try:
+            received.extend(b.recv(1 << 20))
+        except BlockingIOError:
+            pass
+        return protocol.events[-1] == ("lost", None)
+    run_until(reactor, drained)
+    b.setblocking(True)
+    b.settimeout(10)
+    while chunk := b.recv(1 << 20):
+        received.extend(chunk)
+    assert received.endswith(b"k!")  # everything, the buffered byte last, then EOF
+
+
+def test_closing_the_reactor_unregisters_a_transport_still_sending(selector_class):
+    from reactor import Reactor
+
+    a, b = socket.socketpair()
+    try:
+        reactor = Reactor(selector=selector_class())
+        transport = opened(reactor, a)
+        fill(transport)
+        assert reactor.stats().writers == 1
+        watch = Registrations()
+        reactor.add_instrument(watch)
+        fd = a.fileno()
+        reactor.close()  # buffered data is dropped; the fd leaves the selector before it closes
+        assert watch.log[-1] == ("unregistered", fd) and a.fileno() == -1
+    finally:
+        b.close()
+
+
+def test_close_again_from_a_callback_while_the_queue_drains_changes_nothing(reactor):
+    from .test_mutants_datagrams import ScriptedUDP
+
+    class CloseOnError(DatagramProtocol):
+        def __init__(self):
+            self.events = []
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def error_received(self, exc):
+            self.events.append(("error", exc.errno))
+            self.transport.close()  # closing already: nothing to do
+
+        def connection_lost(self, exc):
+            # By now the endpoint watches its fd for nothing: the flush
+            # that emptied the queue removed the writer.
+            self.events.append(("lost", exc, reactor.stats().writers))
+
+    sock = ScriptedUDP(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.script = ["eagain", "emsgsize"]
+    protocol = CloseOnError()
+    transport = DatagramTransport(reactor, sock, protocol)
+    reactor.run_once(0)
+    transport.sendto(b"refused later", ("127.0.0.1", 9))  # EAGAIN: queued, writer registered
+    transport.close()  # closing, once the queue drains
+    assert reactor.stats().writers == 1
+    run_until(reactor, lambda: protocol.events and protocol.events[-1][0] == "lost")
+    assert protocol.events == [("error", errno.EMSGSIZE), ("lost", None, 0)]
+    assert sock.fileno() == -1
