@@ -518,18 +518,28 @@ def test_a_cancelled_handle_does_not_end_the_batch(reactor):
     assert ran == ["a", "c"]
 
 
-def test_a_reactor_that_failed_to_start_leaves_nothing_to_clean(monkeypatch):
+def test_a_reactor_that_failed_to_start_leaves_nothing_to_clean():
+    # Out of descriptors but one: the selector gets it, the waker's socketpair
+    # fails. (A descriptor limit rather than a fake Waker: the compiled build
+    # does not look module names up at run time, so patching loop.Waker does nothing there.)
+    import errno
     import gc
+    import resource
 
-    from reactor import loop
-
-    class NoWaker:
-        def __init__(self):
-            raise OSError(24, "Too many open files")
-
-    monkeypatch.setattr(loop, "Waker", NoWaker)
-    with pytest.raises(OSError):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    free = os.open(os.devnull, os.O_RDONLY)  # the lowest free descriptor: every one below is taken
+    os.close(free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (free + 1, hard))
+    try:
         Reactor()
+    except OSError as exc:
+        error = exc.errno  # (not the exception: its traceback would keep the half-built reactor alive)
+    else:
+        pytest.fail("Reactor() started with no descriptor for its waker")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert error == errno.EMFILE
+    assert not _is_open(free)  # the selector made before the failure was closed
     gc.collect()  # no "unclosed reactor" warning, no close() of a half-built reactor (both would fail here)
 
 
