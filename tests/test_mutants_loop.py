@@ -615,6 +615,22 @@ def test_callbacks_run_counts_what_ran_not_what_was_skipped(reactor):
     assert reactor.stats().callbacks_run == 1 and reactor.stats().iterations == 3
 
 
+def test_an_interrupted_batch_counts_what_ran_and_the_interrupted_one_not_the_skipped(reactor):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    reactor.call_soon(_noop).cancel()
+    reactor.call_soon(_noop).cancel()
+    reactor.call_soon(_noop)
+    reactor.call_soon(interrupt)
+    reactor.call_soon(_noop)
+    with pytest.raises(KeyboardInterrupt):
+        reactor.run_once(0)
+    assert reactor.stats().callbacks_run == 2  # _noop and interrupt; the cancelled two are not counted
+    reactor.run_once(0)  # the last one is still queued, and runs
+    assert reactor.stats().callbacks_run == 3
+
+
 # -- the waker's own handle, as instruments see it -------------------------------------------
 
 def test_an_instrument_sees_the_wakers_handle_like_any_other(reactor):
