@@ -333,15 +333,18 @@ class BaseReactor:
         # of the whole library (see handles.py): the one place any handle runs.
         ready = self._ready
         self._iterations += 1
-        # Handles run = those dequeued (i + 1) minus those skipped: counted
-        # at the end, not one addition per handle.
+        # Handles run = those dequeued minus those skipped: counted at the
+        # end, not one addition per handle. Not from the loop variable after
+        # a finished loop: compiled by mypyc, an empty range() leaves it at 0
+        # (and older mypyc leaves it one past the end, mypyc issue #1191).
+        n = len(ready)
         i = -1
         skipped = 0
         if instruments is not None and not instruments.watches_callbacks:
             instruments = None  # nobody listens to callbacks: no timing around each one
         popleft = ready.popleft
         try:  # (free unless it raises: KeyboardInterrupt must not lose the count)
-            for i in range(len(ready)):
+            for i in range(n):
                 handle = popleft()
                 if handle._cancelled:
                     skipped += 1
@@ -360,8 +363,10 @@ class BaseReactor:
                     handle._report(exc)
                 if instruments is not None and instruments.after_callback is not None:
                     instruments.after_callback(handle, _perf_counter() - started)
-        finally:
+        except BaseException:  # KeyboardInterrupt, SystemExit: handle i was dequeued, and counts
             self._callbacks_run += i + 1 - skipped
+            raise
+        self._callbacks_run += n - skipped
 
     def _wait_time(self, timeout: Optional[float]) -> float:
         """Step 1 with timers or a caller's timeout: until the earliest, never longer than a day."""

@@ -4,7 +4,10 @@ What a caller of the loop can observe: its repr, the events an
 ``after_select`` instrument sees on every selector, the errors and log lines
 it produces and their wording, debug mode switched on and off at run time,
 ``watch_io``, ``stats()``, and what happens to a dead owner's handles when
-its fd number is reused.
+its fd number is reused; a fresh reactor's counters, limits and defaults;
+which selectors are polled directly (and in which unit) and which through
+their ``select()``; an ``after_select`` instrument that removes a reader;
+a closed fd reported by poll() in the same call as live ones.
 """
 
 from __future__ import annotations
@@ -26,6 +29,14 @@ from .conftest import run_until
 
 def _noop(*args):
     pass
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -507,16 +518,319 @@ def test_a_cancelled_handle_does_not_end_the_batch(reactor):
     assert ran == ["a", "c"]
 
 
-def test_a_reactor_that_failed_to_start_leaves_nothing_to_clean(monkeypatch):
+def test_a_reactor_that_failed_to_start_leaves_nothing_to_clean():
+    # Out of descriptors but one: the selector gets it, the waker's socketpair
+    # fails. (A descriptor limit rather than a fake Waker: the compiled build
+    # does not look module names up at run time, so patching loop.Waker does nothing there.)
+    import errno
     import gc
+    import resource
 
-    from reactor import loop
-
-    class NoWaker:
-        def __init__(self):
-            raise OSError(24, "Too many open files")
-
-    monkeypatch.setattr(loop, "Waker", NoWaker)
-    with pytest.raises(OSError):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    free = os.open(os.devnull, os.O_RDONLY)  # the lowest free descriptor: every one below is taken
+    os.close(free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (free + 1, hard))
+    try:
         Reactor()
+    except OSError as exc:
+        error = exc.errno  # (not the exception: its traceback would keep the half-built reactor alive)
+    else:
+        pytest.fail("Reactor() started with no descriptor for its waker")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert error == errno.EMFILE
+    assert not _is_open(free)  # the selector made before the failure was closed
     gc.collect()  # no "unclosed reactor" warning, no close() of a half-built reactor (both would fail here)
+
+
+# -- a fresh reactor, its limits and defaults -----------------------------------------------
+
+def test_a_fresh_reactors_stats_are_all_zero(selector_class):
+    with Reactor(selector=selector_class()) as reactor:
+        stats = reactor.stats()
+        assert (stats.iterations, stats.callbacks_run, stats.select_seconds, stats.busy_seconds) == (0, 0, 0.0, 0.0)
+        assert stats.readers == stats.writers == stats.timers_pending == 0
+
+
+def test_only_select_has_an_fd_limit(selector_class):
+    with Reactor(selector=selector_class()) as reactor:
+        expected = 1024 if selector_class is selectors.SelectSelector else None
+        assert reactor.fd_limit == expected
+
+
+def test_the_slow_callback_threshold_defaults_to_a_tenth_of_a_second(reactor):
+    assert reactor.slow_callback_duration == 0.1  # (asyncio's default)
+
+
+def test_an_fd_past_fd_setsize_is_refused_naming_the_selector():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1100:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below 1100")
+    if soft < 1100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1100, hard))
+    a, b = socket.socketpair()
+    free = next(fd for fd in range(1030, 1100) if not _is_open(fd))  # (no other descriptor clobbered)
+    high = os.dup2(a.fileno(), free)
+    try:
+        with Reactor(selector=selectors.SelectSelector()) as reactor:
+            with pytest.raises(ValueError) as refused:
+                reactor.add_reader(high, _noop)
+            assert str(refused.value) == (f"fd {high} is out of range for SelectSelector (FD_SETSIZE is 1024); "
+                                          "use another selector")
+    finally:
+        os.close(high)
+        a.close()
+        b.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_fd_that_is_not_open_is_refused_with_ebadf_and_the_fd(reactor):
+    import errno
+
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    a.close()
+    b.close()
+    with pytest.raises(OSError) as refused:
+        reactor.add_reader(fd, _noop)
+    assert refused.value.errno == errno.EBADF
+    assert refused.value.strerror == f"fd {fd} is not open"
+    assert str(refused.value) == f"[Errno {errno.EBADF}] fd {fd} is not open"
+
+
+# -- the count of callbacks run ------------------------------------------------------------
+
+def test_callbacks_run_counts_what_ran_not_what_was_skipped(reactor):
+    reactor.run_once(0)  # nothing ready: nothing counted
+    assert reactor.stats().callbacks_run == 0
+    reactor.call_soon(_noop).cancel()
+    reactor.call_soon(_noop)
+    reactor.call_soon(_noop).cancel()
+    reactor.call_soon(_noop).cancel()
+    reactor.run_once(0)
+    assert reactor.stats().callbacks_run == 1
+    reactor.run_once(0)
+    assert reactor.stats().callbacks_run == 1 and reactor.stats().iterations == 3
+
+
+def test_an_interrupted_batch_counts_what_ran_and_the_interrupted_one_not_the_skipped(reactor):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    reactor.call_soon(_noop)
+    reactor.run_once(0)  # (one already counted: the interrupted batch adds to it)
+    reactor.call_soon(_noop).cancel()
+    reactor.call_soon(_noop).cancel()
+    reactor.call_soon(_noop)
+    reactor.call_soon(interrupt)
+    reactor.call_soon(_noop)
+    with pytest.raises(KeyboardInterrupt):
+        reactor.run_once(0)
+    assert reactor.stats().callbacks_run == 1 + 2  # _noop and interrupt; the cancelled two are not counted
+    reactor.run_once(0)  # the last one is still queued, and runs
+    assert reactor.stats().callbacks_run == 1 + 3
+
+
+# -- the waker's own handle, as instruments see it -------------------------------------------
+
+def test_an_instrument_sees_the_wakers_handle_like_any_other(reactor):
+    class Names(Instrument):
+        def __init__(self):
+            self.names = []
+
+        def before_callback(self, handle):
+            self.names.append(repr(handle))
+
+    errors = contexts(reactor)
+    names = Names()
+    reactor.add_instrument(names)
+    reactor.call_soon_threadsafe(_noop)  # (from this thread: it wakes the loop all the same)
+    run_until(reactor, lambda: len(names.names) >= 2)
+    assert "<Handle BaseReactor._read_waker()>" in names.names
+    assert errors == []
+
+
+# -- an after_select instrument that removes a reader --------------------------------------------
+
+def test_a_reader_removed_by_an_after_select_instrument_does_not_hide_the_other_events(reactor):
+    class RemoveAllButLast(Instrument):
+        """Removes the reader of every fd select() reported except the last one."""
+
+        def __init__(self, socks):
+            self.socks = socks
+            self.kept = None
+
+        def after_select(self, events, waited):
+            fds = [key.fd for key, mask in events]
+            if len(fds) < 2 or self.kept is not None:
+                return
+            self.kept = fds[-1]
+            for sock in self.socks:
+                if sock.fileno() in fds[:-1]:
+                    reactor.remove_reader(sock)
+
+    pairs = [socket.socketpair() for _ in range(3)]
+    ran = []
+    try:
+        for a, b in pairs:
+            reactor.add_reader(a, ran.append, a.fileno())
+            b.sendall(b"x")
+        instrument = RemoveAllButLast([a for a, b in pairs])
+        reactor.add_instrument(instrument)
+        reactor.run_once(0)
+        assert instrument.kept is not None and ran == [instrument.kept]
+    finally:
+        for a, b in pairs:
+            reactor.remove_reader(a)
+            a.close()
+            b.close()
+
+
+# -- a dead owner's handles go quietly when a new owner takes the fd --------------------------------
+
+def test_registering_a_reused_fd_does_not_report_the_old_owner(reactor):
+    errors = contexts(reactor)
+    a, b = socket.socketpair()
+    reactor.add_reader(a, _noop)
+    fd = a.fileno()
+    c, d = socket.socketpair()
+    a.close()  # without remove_reader
+    os.dup2(c.fileno(), fd)
+    new = socket.socket(fileno=fd)
+    try:
+        reactor.add_reader(new, _noop)  # the new owner's registration is not the old owner's error
+        assert errors == []
+        reactor.remove_reader(new)
+    finally:
+        for sock in (new, b, c, d):
+            sock.close()
+
+
+# -- which selectors get the fast path, and what they get -------------------------------------------
+
+class DelegatingSelector(selectors.BaseSelector):
+    """A selector of the user's own, built on the abstract base class only: it has no
+    ``_selector`` or ``_fd_to_key`` of its own, and its select() is the only way in."""
+
+    def __init__(self):
+        self.inner = selectors.SelectSelector()
+        self.selects = 0
+
+    def register(self, fileobj, events, data=None):
+        return self.inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj):
+        return self.inner.unregister(fileobj)
+
+    def modify(self, fileobj, events, data=None):
+        return self.inner.modify(fileobj, events, data)
+
+    def select(self, timeout=None):
+        self.selects += 1
+        return self.inner.select(timeout)
+
+    def close(self):
+        self.inner.close()
+
+    def get_map(self):
+        return self.inner.get_map()
+
+
+def test_a_selector_of_the_users_own_is_driven_through_its_select(pair):
+    a, b = pair
+    selector = DelegatingSelector()
+    with Reactor(selector=selector) as reactor:
+        ran = []
+        reactor.add_reader(a, ran.append, "read")
+        b.sendall(b"x")
+        reactor.run_once(0)
+        assert ran == ["read"] and selector.selects == 1
+        reactor.remove_reader(a)
+
+
+@pytest.mark.parametrize("name", ["EpollSelector", "PollSelector"])
+def test_the_stdlib_poll_selectors_are_polled_directly_and_their_subclasses_through_select(pair, name):
+    if not hasattr(selectors, name):
+        pytest.skip(f"no {name} here")
+    a, b = pair
+    base = getattr(selectors, name)
+
+    class Sub(base):
+        selects = 0
+
+        def select(self, timeout=None):
+            type(self).selects += 1
+            return super().select(timeout)
+
+    for selector_class, selects in ((base, 0), (Sub, 1)):
+        selector = selector_class()
+        calls = []
+        real = selector.select
+        selector.select = lambda timeout=None: calls.append(timeout) or real(timeout)  # (a stdlib object)
+        with Reactor(selector=selector) as reactor:
+            ran = []
+            reactor.add_reader(a, ran.append, "read")
+            b.sendall(b"x")
+            reactor.run_once(0)
+            assert ran == ["read"]
+            assert len(calls) == selects, selector_class  # the exact class: its poll object, not select()
+            reactor.remove_reader(a)
+            a.recv(10)
+
+
+@pytest.mark.parametrize("name, unit", [("EpollSelector", 1.0), ("PollSelector", 1000.0)])
+def test_the_poll_object_gets_the_wait_in_its_own_unit(name, unit):
+    # epoll.poll() takes seconds, poll.poll() milliseconds (the select module's documentation).
+    if not hasattr(selectors, name):
+        pytest.skip(f"no {name} here")
+    with Reactor(selector=getattr(selectors, name)()) as reactor:
+        real, seen = reactor._poll, []
+
+        def poll(timeout, maxevents):
+            seen.append(timeout)
+            return real(0, maxevents)  # (the test is about the argument: no need to wait)
+
+        reactor._poll = poll
+        reactor.run_once(0.25)
+        assert seen == [0.25 * unit]
+
+
+@pytest.mark.parametrize("missing", ["EpollSelector", "PollSelector"])
+def test_a_platform_without_epoll_or_poll_selectors_still_starts(monkeypatch, pair, missing):
+    # macOS has PollSelector but no EpollSelector; a platform could lack either.
+    candidates = [getattr(selectors, name) for name in ("PollSelector", "EpollSelector") if hasattr(selectors, name)]
+    if not candidates:
+        pytest.skip("neither poll nor epoll here")
+    monkeypatch.delattr(selectors, missing, raising=False)
+    a, b = pair
+    for selector_class in candidates:
+        with Reactor(selector=selector_class()) as reactor:
+            ran = []
+            reactor.add_reader(a, ran.append, "read")
+            b.sendall(b"x")
+            reactor.run_once(0)
+            assert ran == ["read"]
+            reactor.remove_reader(a)
+            a.recv(10)
+
+
+@pytest.mark.parametrize("selector_class", [selectors.PollSelector])
+def test_a_dead_fd_does_not_cost_the_live_ones_their_turn(reactor):
+    # poll() reports the closed fd (POLLNVAL) and the readable one in the same call
+    errors = contexts(reactor)
+    dead, dead_peer = socket.socketpair()
+    live, live_peer = socket.socketpair()
+    ran = []
+    try:
+        reactor.add_reader(dead, ran.append, "dead")
+        reactor.add_reader(live, ran.append, "live")
+        live_peer.sendall(b"x")
+        dead.close()  # without remove_reader
+        reactor.run_once(0)
+        assert ran == ["live"] and len(errors) == 1
+        reactor.remove_reader(live)
+    finally:
+        for sock in (dead_peer, live, live_peer):
+            sock.close()
