@@ -71,12 +71,15 @@ class Console:
 
 
 @pytest.fixture
-def setup():
+def clock():
+    return VirtualClock(100.0)
+
+
+@pytest.fixture
+def setup(clock):
     """(reactor on a virtual clock at 100 s, the monitor's listener, a console maker)."""
     consoles = []
-    clock = VirtualClock(100.0)
-    with Reactor(clock=clock) as reactor:
-        reactor.clock = clock  # (for the tests of timers)
+    with Reactor(clock=clock) as reactor:  # (no attribute of our own on the reactor: compiled classes refuse it)
         listener = start_monitor(reactor)
 
         def console():
@@ -250,14 +253,14 @@ def test_connections_stop_at_max_rows(setup, monkeypatch):
     assert lines[-3:] == ["... and 1 more", "3 connection(s)", ""]
 
 
-def test_timers_soonest_first_exactly(setup):
+def test_timers_soonest_first_exactly(setup, clock):
     reactor, listener, console = setup
     reactor.call_later(30, print, "later")
     reactor.call_later(1.5, print, "sooner")
     reactor.call_later(5, print, "cancelled").cancel()
     c = console()
     c.read_until(b"type help\r\n")
-    reactor.clock.advance(0.5)
+    clock.advance(0.5)
     assert c.ask("timers") == (b"in     1.000s  print('sooner')\r\n"
                                b"in    29.500s  print('later')\r\n"
                                b"2 timer(s) pending\r\n")
