@@ -401,12 +401,15 @@ def markdown(outcomes: list[Outcome]) -> str:
         surviving = o.count(SURVIVED, NO_TESTS) - len(o.equivalent)
         lines.append(f"| `{o.module}` | {len(o.statuses)} | {o.count(KILLED, *CRASHED)} | {o.count(TIMEOUT)} | "
                      f"{surviving} | {len(o.equivalent)} | {o.not_run} | {score} |")
-    total = Outcome("all", statuses={f"{o.module}:{n}": s for o in outcomes for n, s in o.statuses.items()},
-                    equivalent={f"{o.module}:{n}" for o in outcomes for n in o.equivalent})
-    if len(outcomes) > 1 and total.score is not None:
-        surviving = total.count(SURVIVED, NO_TESTS) - len(total.equivalent)
-        lines.append(f"| all of them | {len(total.statuses)} | {total.count(KILLED, *CRASHED)} | {total.count(TIMEOUT)} | "
-                     f"{surviving} | {len(total.equivalent)} | {total.not_run} | **{total.score:.1%}** |")
+    for label, package in (("all of `reactor/`", "reactor/"), ("the chat core", "demos/")):
+        group = [o for o in outcomes if o.module.startswith(package)]
+        total = Outcome("all", statuses={f"{o.module}:{n}": s for o in group for n, s in o.statuses.items()},
+                        equivalent={f"{o.module}:{n}" for o in group for n in o.equivalent})
+        if len(group) > 1 and total.score is not None:
+            surviving = total.count(SURVIVED, NO_TESTS) - len(total.equivalent)
+            lines.append(f"| {label} | {len(total.statuses)} | {total.count(KILLED, *CRASHED)} | "
+                         f"{total.count(TIMEOUT)} | {surviving} | {len(total.equivalent)} | {total.not_run} | "
+                         f"**{total.score:.1%}** |")
     return "\n".join(lines)
 
 

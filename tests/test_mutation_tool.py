@@ -45,7 +45,7 @@ def test_markdown_table_has_a_row_per_module_and_a_total():
     table = mutation.markdown([a, b]).splitlines()
     assert table[2] == "| `reactor/a.py` | 2 | 1 | 0 | 1 | 0 | 0 | **50.0%** |"
     assert table[3] == "| `reactor/b.py` | 3 | 2 | 0 | 0 | 0 | 1 | **100.0%** |"
-    assert table[4] == "| all of them | 5 | 3 | 0 | 1 | 0 | 1 | **75.0%** |"
+    assert table[4] == "| all of `reactor/` | 5 | 3 | 0 | 1 | 0 | 1 | **75.0%** |"
 
 
 def test_report_of_a_module_never_run_says_so(tmp_path):
