@@ -102,7 +102,7 @@ MODULES: dict[str, list[str]] = {
     # and real IRC clients: nothing mutmut can trace, minutes of stats run.)
     "demos/chat/core.py": ["tests/test_mutants_chat_core.py", "tests/test_chat_core.py", "tests/test_chat.py"],
     "demos/chat/session.py": ["tests/test_mutants_chat_session.py", "tests/test_chat_core.py", "tests/test_chat_flood.py", "tests/test_chat.py"],
-    "demos/chat/web_messages.py": ["tests/test_chat_web.py", "tests/test_chat_web_clients.py"],
+    "demos/chat/web_messages.py": ["tests/test_mutants_chat_web_messages.py", "tests/test_chat_web.py", "tests/test_chat_web_clients.py"],
 }
 # Tests left out when a module is mutated, because they cannot pass on
 # mutmut's copy of the code even with no mutant active. Those of debug mode
