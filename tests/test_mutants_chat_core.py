@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from demos.chat.core import (Chat, ChatError, Emote, ErrorCode, Ident, Joined, Left, Names, Notice, Private,
-                             Quit, Renamed, Replay, RoomInfo, Said, Topic, Whois)
+                             Quit, Renamed, Replay, RoomInfo, Said, Topic, User, Whois)
 
 
 def err(fn, *args, **kw) -> tuple:
@@ -306,3 +306,16 @@ def test_neighbours_once_each_and_room_list_order():
 def test_chat_error_fields():
     e = ChatError(ErrorCode.NO_TEXT, "no text to send")
     assert (e.code, e.text, e.arg, str(e)) == (ErrorCode.NO_TEXT, "no text to send", "", "no text to send")
+
+
+def test_one_line_of_history_and_a_bare_user():
+    chat = Chat(history_lines=1)
+    a, _ = user(chat, "al")
+    b, ib = user(chat, "bo")
+    chat.join(a, "r", 0.0)
+    chat.say(a, "r", "first", 1.0)
+    chat.say(a, "r", "last", 2.0)
+    chat.join(b, "r", 3.0)
+    assert ib[-1] == Replay("r", (Said("r", a.ident, "last", 2.0),))
+    bare = User(Ident("x"), [].append, 5.0)
+    assert (bare.realname, bare.signon, bare.last_active, bare.nick) == ("", 5.0, 5.0, "x")
