@@ -235,3 +235,37 @@ def test_flood_control_exactly():
     assert s.throttle(2.0) == 2.5 and inbox == [Notice(SLOW, 0.0), Notice(SLOW, 2.0)]
     s.note_line(2.0)  # a line taken anyway borrows
     assert s.throttle(2.0) == 2.5
+
+
+def test_deadline_is_the_earliest_and_tick_order():
+    chat = Chat()
+    s, _ = session(chat, 0.0, Limits(nick_timeout=10, line_timeout=4))
+    s.partial(1.0, True)
+    assert s.deadline == 5.0
+    assert s.tick(5.0) == [Goodbye("partial line timeout", "no end of line within 4 seconds")]
+    s, _ = session(chat, 0.0, Limits(nick_timeout=3, line_timeout=4))
+    s.partial(0.0, True)
+    assert s.deadline == 3.0
+    assert s.tick(9.0) == [Goodbye("no nickname chosen in time", "you did not choose a nickname within 3 seconds")]
+    s, _ = session(chat, 0.0, Limits(idle_timeout=20, ping_interval=5, ping_timeout=100, line_timeout=50))
+    s.handle(NickCmd("d1"), 0.0)
+    assert s.deadline == 5.0
+    assert s.tick(5.0) == [Ping("keepalive-1")]
+    assert s.deadline == 20.0
+    s.partial(6.0, True)
+    assert s.tick(60.0) == [Goodbye("idle", "idle for 20 seconds")]
+    s, _ = session(chat, 0.0, Limits(idle_timeout=100, ping_interval=5, ping_timeout=1, line_timeout=2))
+    s.handle(NickCmd("d2"), 0.0)
+    s.partial(0.0, True)
+    assert s.deadline == 2.0
+    assert s.tick(10.0) == [Goodbye("partial line timeout", "no end of line within 2 seconds")]
+    s, _ = session(chat, 0.0, Limits(flood_rate=1, flood_burst=1, idle_timeout=50))
+    s.handle(NickCmd("d3"), 0.0)
+    assert s.throttle(0.0) == 1.0 and s.deadline == 1.0
+    assert s.tick(0.5) == [] and s.deadline == 1.0
+    s2, _ = session(chat, 0.0, Limits(ping_interval=5, ping_timeout=1.5))
+    assert s2.deadline == 60.0 and s2.tick(6.0) == []
+    s2.handle(NickCmd("d4"), 0.0)
+    assert s2.tick(5.0) == [Ping("keepalive-1")]
+    assert s2.tick(6.4) == [] and s2.deadline == 6.5
+    assert s2.tick(6.5) == [Goodbye("ping timeout", "Ping timeout: 6.5 seconds")]
