@@ -269,3 +269,62 @@ def test_deadline_is_the_earliest_and_tick_order():
     assert s2.tick(5.0) == [Ping("keepalive-1")]
     assert s2.tick(6.4) == [] and s2.deadline == 6.5
     assert s2.tick(6.5) == [Goodbye("ping timeout", "Ping timeout: 6.5 seconds")]
+
+
+def test_explicit_rooms_win_over_the_current_one():
+    chat = Chat()
+    s, _ = session(chat, auto_join=None, single_room=False)
+    s.handle(NickCmd("m"), 0.0)
+    s.handle(JoinCmd("one"), 0.0)
+    s.handle(JoinCmd("two"), 0.0)
+    me = s.user.ident
+    assert s.current_room == "two"
+    assert s.handle(EmoteCmd("hops", "one"), 1.0) == [Emote("one", me, "hops", 1.0)]
+    assert s.handle(TopicCmd("one", "t1"), 2.0) == [Topic("one", "t1", "m", 2.0, True, 2.0)]
+    assert s.handle(NamesCmd("#one"), 3.0) == [Names("one", ("m",))]
+    s.handle(SayCmd("said", "one"), 4.0)
+    assert [line.text for line in chat.find_room("one").history] == ["hops", "said"]
+    assert chat.find_room("two").history == type(chat.find_room("two").history)()
+    assert s.handle(PartCmd("one", "bye"), 5.0) == [Left("one", me, "bye", 5.0)]
+    assert list(s.user.rooms) == ["two"]
+
+
+def test_partial_line_timeout_tells_the_others():
+    chat = Chat()
+    other, io = session(chat)
+    other.handle(NickCmd("o"), 0.0)
+    s, _ = session(chat, 0.0, Limits(line_timeout=3))
+    s.handle(NickCmd("p"), 0.0)
+    s.partial(1.0, True)
+    io.clear()
+    assert s.tick(4.0) == [Goodbye("partial line timeout", "no end of line within 3 seconds")]
+    assert io == [Quit(Ident("p", "p", ""), "partial line timeout", 4.0)]
+
+
+def test_lines_refused_by_the_door_count_and_warn_before_any_command():
+    chat = Chat()
+    s, inbox = session(chat, 0.0, Limits(flood_rate=1, flood_burst=1, idle_timeout=10))
+    s.note_line(0.0, False)
+    assert s.throttle(0.0) == 1.0
+    assert inbox == [Notice(SLOW, 0.0)]
+    assert s.throttle(1.0) is None and s.deadline == 60.0  # the nick deadline: no throttle time left behind
+    s.handle(NickCmd("n"), 1.0)
+    assert s.deadline == 11.0
+    s.note_line(4.0)  # active by default: the idle time starts again
+    assert s.deadline == 14.0 and s.user.last_active == 4.0
+
+
+def test_a_foreign_command_is_a_type_error():
+    s, _ = session(Chat())
+    s.handle(NickCmd("z"), 0.0)
+    import pytest
+    with pytest.raises(TypeError, match=r"^not a command: 'nope'$"):
+        s.handle("nope", 1.0)  # type: ignore[arg-type]
+    assert s.handle(HelpCmd(), 2.0) == [Help()]
+
+
+def test_token_bucket_ready_with_more_than_one_token():
+    b = TokenBucket(4.0, 2, 0.0)
+    b.take(0.0)
+    b.take(0.0)
+    assert b.ready_at(0.375) == 0.375 and b.tokens == 1.5
