@@ -68,6 +68,8 @@ TOO_LONG = Error(ErrorCode.LINE_TOO_LONG, "message too long (at most 20 bytes)")
     ({"type": "say", "room": "dev", "text": "x" * 21}, TOO_LONG),
     ({"type": "say", "room": "dev", "text": "é" * 11}, TOO_LONG),
     ({"type": "me", "room": "dev", "text": ""}, Error(ErrorCode.NO_TEXT, "nothing to send")),
+    ({"type": "me", "room": "dev", "text": "x" * 21}, TOO_LONG),
+    ({"type": "msg", "to": "bob", "text": "x" * 21}, TOO_LONG),
     ({"type": "msg", "text": "x"}, need("msg: 'to' must be a string")),
     ({"type": "msg", "to": "", "text": "x"},
      Error(ErrorCode.NO_RECIPIENT, "a private message needs someone to send it to")),
