@@ -3,6 +3,8 @@ each command returns, the deadlines, keepalive, flood control."""
 
 from __future__ import annotations
 
+import pytest
+
 from demos.chat.core import (Chat, Emote, Error, ErrorCode, Goodbye, Help, Ident, Joined, Left, Names, Notice,
                              Ping, Private, Quit, Renamed, RoomInfo, RoomList, Said, Topic, Welcome, Whois)
 from demos.chat.session import (EmoteCmd, HelpCmd, JoinCmd, Limits, ListCmd, NamesCmd, NickCmd, NoticeCmd,
@@ -317,7 +319,6 @@ def test_lines_refused_by_the_door_count_and_warn_before_any_command():
 def test_a_foreign_command_is_a_type_error():
     s, _ = session(Chat())
     s.handle(NickCmd("z"), 0.0)
-    import pytest
     with pytest.raises(TypeError, match=r"^not a command: 'nope'$"):
         s.handle("nope", 1.0)  # type: ignore[arg-type]
     assert s.handle(HelpCmd(), 2.0) == [Help()]
