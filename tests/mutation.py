@@ -100,9 +100,9 @@ MODULES: dict[str, list[str]] = {
                            "tests/test_accept_limits.py", "tests/test_tls.py"],
     # (test_chat_client.py and test_chat_irc.py drive the programs through tmux
     # and real IRC clients: nothing mutmut can trace, minutes of stats run.)
-    "demos/chat/core.py": ["tests/test_chat_core.py", "tests/test_chat.py"],
-    "demos/chat/session.py": ["tests/test_chat_core.py", "tests/test_chat_flood.py", "tests/test_chat.py"],
-    "demos/chat/web_messages.py": ["tests/test_chat_web.py", "tests/test_chat_web_clients.py"],
+    "demos/chat/core.py": ["tests/test_mutants_chat_core.py", "tests/test_chat_core.py", "tests/test_chat.py"],
+    "demos/chat/session.py": ["tests/test_mutants_chat_session.py", "tests/test_chat_core.py", "tests/test_chat_flood.py", "tests/test_chat.py"],
+    "demos/chat/web_messages.py": ["tests/test_mutants_chat_web_messages.py", "tests/test_chat_web.py", "tests/test_chat_web_clients.py"],
 }
 # Tests left out when a module is mutated, because they cannot pass on
 # mutmut's copy of the code even with no mutant active. Those of debug mode
