@@ -503,3 +503,93 @@ def test_one_port_for_every_family_keeps_an_ipv6_scope(reactor, monkeypatch):
         assert v6 == (address, v4[1], 0, index)
     finally:
         listener.close()
+
+
+# -- a connection that fails before it is served ----------------------------------------------
+
+def test_transport_setup_gets_the_stream_transport_of_a_listener_made_directly(reactor, clients):
+    setups: list = []
+    lsock = Exhausted()
+    listener = Listener(reactor, [lsock], Server, transport_setup=setups.append)  # plaintext by default
+    try:
+        clients(lsock.getsockname())
+        run_until(reactor, lambda: listener.connections)
+        assert setups == list(listener.connections)
+    finally:
+        listener.close()
+        listener.close_connections()
+        run_until(reactor, lambda: not reactor.connections())
+
+
+def test_a_failing_factory_is_reported_and_only_that_peer_is_closed(reactor, clients):
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+    problem = LookupError("no protocol for you")
+    answers = [problem, None]
+
+    def factory():
+        if answers.pop(0) is not None:
+            raise problem
+        return Server()
+
+    listener = reactor.listen_tcp(factory, "127.0.0.1", 0)
+    try:
+        (first,) = clients(listener.address)
+        run_until(reactor, lambda: errors)
+        assert errors == [{"message": "the protocol factory raised; connection closed",
+                           "exception": problem, "listener": listener}]
+        first.settimeout(10)
+        assert closed_by_peer(first)
+        clients(listener.address)  # the listener goes on
+        run_until(reactor, lambda: len(listener.connections) == 1)
+    finally:
+        listener.close()
+        listener.close_connections()
+        run_until(reactor, lambda: not reactor.connections())
+
+
+def test_a_failing_transport_setup_is_reported_with_the_transport_and_ends_it_with_the_error(reactor, clients):
+    from reactor.instruments import Instrument
+
+    class Closed(Instrument):
+        def __init__(self):
+            self.seen: list = []
+
+        def connection_closed(self, transport, exc):
+            self.seen.append((transport, exc))
+
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+    closed = Closed()
+    reactor.add_instrument(closed)
+    problem = ValueError("no limits for you")
+    made: list = []
+
+    def setup(transport):
+        made.append(transport)
+        raise problem
+
+    listener = reactor.listen_tcp(Server, "127.0.0.1", 0, transport_setup=setup)
+    try:
+        (peer,) = clients(listener.address)
+        run_until(reactor, lambda: errors)
+        (transport,) = made
+        assert errors == [{"message": "transport_setup() raised; connection closed before it was served",
+                           "exception": problem, "listener": listener, "transport": transport}]
+        assert closed.seen == [(transport, problem)]  # instruments hear why it ended
+        peer.settimeout(10)
+        assert closed_by_peer(peer) and listener.connections == set()
+    finally:
+        listener.close()
+
+
+def test_a_closed_listener_is_not_kept_alive_by_the_reactor(reactor):
+    import gc
+    import weakref
+
+    listener = reactor.listen_tcp(Server, "127.0.0.1", 0)
+    ref = weakref.ref(listener)
+    listener.close()
+    del listener
+    gc.collect()
+    assert ref() is None  # a server that opens and closes listeners does not grow
