@@ -509,12 +509,14 @@ def test_one_port_for_every_family_keeps_an_ipv6_scope(reactor, monkeypatch):
 
 def test_transport_setup_gets_the_stream_transport_of_a_listener_made_directly(reactor, clients):
     setups: list = []
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
     lsock = Exhausted()
     listener = Listener(reactor, [lsock], Server, transport_setup=setups.append)  # plaintext by default
     try:
         clients(lsock.getsockname())
-        run_until(reactor, lambda: listener.connections)
-        assert setups == list(listener.connections)
+        run_until(reactor, lambda: setups or errors)
+        assert errors == [] and setups == list(listener.connections)
     finally:
         listener.close()
         listener.close_connections()
