@@ -556,3 +556,39 @@ def test_start_tls_refuses_what_it_cannot_upgrade(reactor, plain_pair):
     with pytest.raises(RuntimeError) as refused:
         tlsstreams.start_tls(reactor, raw, App(), server_context(), server_side=True)
     assert str(refused.value) == "start_tls() on a closing transport"
+
+
+# -- found by the second mutation round ----------------------------------------------------
+
+def test_after_an_application_error_the_rest_of_the_same_read_is_not_delivered(reactor, serve):
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+
+    def fail(transport, data):
+        raise KeyError("broken data_received")
+
+    app = App(on_data=fail)
+    listener, peer = serve(app)
+    handshake(reactor, app, peer)
+    peer.engine.send(b"boom")
+    peer.engine.close()  # close_notify right behind the data: one read gets both records
+    peer.pump()
+    run_until(reactor, lambda: app.lost)
+    (ctx,) = errors
+    assert app.data == b"boom"
+    assert app.events == ["made", ("lost", ctx["exception"])]  # aborted: no eof_received after the error
+
+
+def test_a_stalled_starttls_handshake_is_cut_off_with_what_was_queued(reactor, plain_pair):
+    """At the handshake deadline the connection is aborted: plaintext written
+    before start_tls() that the peer never read is dropped, not waited for."""
+    raw, client = plain_pair  # the client neither reads nor says hello
+    raw.write(b"p" * 32 * 1024 * 1024)
+    for _ in range(3):
+        reactor.run_once(0)
+    assert raw.get_write_buffer_size() > 0  # more than the kernel's buffers take
+    app = App()
+    reactor.start_tls(raw, app, server_context(), server_side=True, ssl_handshake_timeout=0.05)
+    run_until(reactor, lambda: app.lost, timeout=5)
+    exc = app.events[-1][1]
+    assert isinstance(exc, TimeoutError) and str(exc) == "the TLS handshake did not complete within 0.05 s"
