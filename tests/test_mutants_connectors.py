@@ -356,7 +356,11 @@ def test_over_tls_the_server_hostname_is_the_host_by_default(reactor):
 
 class Lost(Protocol):
     def __init__(self):
+        self.made = False
         self.lost: list = []
+
+    def connection_made(self, transport):
+        self.made = True
 
     def connection_lost(self, exc):
         self.lost.append(exc)
@@ -371,7 +375,7 @@ def test_a_tls_attempt_ended_during_the_handshake_tells_its_protocol_why(reactor
     try:
         connector = reactor.connect_unix(lambda: app, path, ssl=tls.client_context(), server_hostname="localhost",
                                          timeout=0.05 if how == "timeout" else None)
-        run_until(reactor, lambda: connector.protocol is app)  # the TCP connection is made
+        run_until(reactor, lambda: app.made)  # the TCP connection is made, the handshake under way
         if how == "cancel":
             connector.cancel()
         run_until(reactor, lambda: app.lost)
