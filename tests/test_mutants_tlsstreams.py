@@ -592,3 +592,51 @@ def test_a_stalled_starttls_handshake_is_cut_off_with_what_was_queued(reactor, p
     run_until(reactor, lambda: app.lost, timeout=5)
     exc = app.events[-1][1]
     assert isinstance(exc, TimeoutError) and str(exc) == "the TLS handshake did not complete within 0.05 s"
+
+
+
+@pytest.mark.parametrize("when", ["over_high_water", "drained"])
+def test_tls_answers_stop_reading_only_while_the_output_is_paused(reactor, tmp_path, when):
+    """Reading can make TLS answer: a TLS 1.2 renegotiation request, which
+    OpenSSL 3 refuses with an alert (``openssl s_client``'s "R" command). Such
+    an answer while the stream transport is over its high-water mark stops our
+    reading until it drains; once drained, answers no longer stop it."""
+    import subprocess
+
+    from .test_tls import CA, require
+
+    openssl = require("openssl")
+    ca = tmp_path / "ca.pem"
+    CA.cert_pem.write_to_path(str(ca))
+    app = App()
+    listener = reactor.listen_tcp(lambda: app, "127.0.0.1", 0, ssl=server_context())
+    proc = subprocess.Popen([openssl, "s_client", "-connect", f"127.0.0.1:{listener.address[1]}",
+                             "-servername", "localhost", "-CAfile", str(ca), "-tls1_2"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def say(line):
+        proc.stdin.write(line)
+        proc.stdin.flush()
+    try:
+        say(b"one\n")
+        run_until(reactor, lambda: b"one\n" in app.data, timeout=20)
+        raw = raw_of(listener)
+        tls = raw.get_protocol()
+        sent = raw.bytes_sent
+        tls.pause_writing()  # what the stream transport says over its high-water mark
+        if when == "over_high_water":
+            say(b"R\n")  # renegotiate: our TLS answers (a no_renegotiation alert)
+            run_until(reactor, lambda: not raw.is_reading(), timeout=20)
+            assert raw.bytes_sent > sent  # the answer went out
+            tls.resume_writing()  # drained: reading again
+        else:
+            tls.resume_writing()
+            say(b"R\n")
+            run_until(reactor, lambda: raw.bytes_sent > sent, timeout=20)  # the answer went out
+        assert raw.is_reading()
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+        listener.close()
+        listener.close_connections()
+        run_until(reactor, lambda: not reactor.connections())
