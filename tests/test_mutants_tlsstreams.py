@@ -640,3 +640,18 @@ def test_tls_answers_stop_reading_only_while_the_output_is_paused(reactor, tmp_p
         listener.close()
         listener.close_connections()
         run_until(reactor, lambda: not reactor.connections())
+
+
+def test_a_write_after_the_stream_transport_broke_is_dropped_and_logged(reactor, serve, caplog):
+    app = App()
+    listener, peer = serve(app)
+    handshake(reactor, app, peer)
+    t = app.transport
+    t.set_max_write_buffer_size(1024)
+    t.write(b"x" * 8 * 1024 * 1024)  # over the hard cap: the stream transport is aborted at once
+    assert t.is_closing() and not app.lost  # connection_lost is yet to come
+    with caplog.at_level(logging.DEBUG, logger="reactor"):
+        t.write(b"more")
+    assert [r.getMessage() for r in caplog.records] == [f"{t!r}: write() after close(); data dropped"]
+    run_until(reactor, lambda: app.lost)
+    assert isinstance(app.events[-1][1], WriteBufferOverflow)
