@@ -319,7 +319,11 @@ def test_a_finished_connector_is_not_kept_alive_by_the_reactor(reactor, unanswer
     import weakref
 
     connector = reactor.connect_tcp(App, *unanswered)
-    ref = weakref.ref(connector)
+    try:
+        ref = weakref.ref(connector)
+    except TypeError:  # the mypyc-compiled class has no weak references
+        connector.cancel()
+        pytest.skip("compiled build: Connector takes no weak references")
     connector.cancel()
     del connector
     reactor.run_once(0)

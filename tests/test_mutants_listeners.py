@@ -590,7 +590,11 @@ def test_a_closed_listener_is_not_kept_alive_by_the_reactor(reactor):
     import weakref
 
     listener = reactor.listen_tcp(Server, "127.0.0.1", 0)
-    ref = weakref.ref(listener)
+    try:
+        ref = weakref.ref(listener)
+    except TypeError:  # the mypyc-compiled class has no weak references
+        listener.close()
+        pytest.skip("compiled build: Listener takes no weak references")
     listener.close()
     del listener
     gc.collect()
