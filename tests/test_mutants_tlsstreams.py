@@ -655,3 +655,30 @@ def test_a_write_after_the_stream_transport_broke_is_dropped_and_logged(reactor,
     assert [r.getMessage() for r in caplog.records] == [f"{t!r}: write() after close(); data dropped"]
     run_until(reactor, lambda: app.lost)
     assert isinstance(app.events[-1][1], WriteBufferOverflow)
+
+
+def test_instruments_count_the_plaintext_written_in_bytes_whatever_its_type(reactor, serve):
+    import array
+
+    from reactor.instruments import Instrument
+
+    class Sent(Instrument):
+        def __init__(self):
+            self.sent: list = []
+
+        def bytes_sent(self, transport, n):
+            self.sent.append((transport, n))
+
+    app = App()
+    listener, peer = serve(app)
+    handshake(reactor, app, peer)
+    counter = Sent()
+    reactor.add_instrument(counter)
+    t = app.transport
+    words = array.array("I", [1, 2, 3])  # 3 items, 12 bytes
+    t.write(memoryview(words))
+    t.write(bytearray(b"abcde"))
+    t.write(b"xy")
+    assert [n for transport, n in counter.sent if transport is t] == [words.itemsize * 3, 5, 2]
+    run_until(reactor, lambda: (peer.pump(), sum(len(e) for e in peer.events if isinstance(e, bytes)) >= 19)[1])
+    assert b"".join(e for e in peer.events if isinstance(e, bytes))[-7:] == b"abcdexy"
