@@ -682,3 +682,42 @@ def test_instruments_count_the_plaintext_written_in_bytes_whatever_its_type(reac
     assert [n for transport, n in counter.sent if transport is t] == [words.itemsize * 3, 5, 2]
     run_until(reactor, lambda: (peer.pump(), sum(len(e) for e in peer.events if isinstance(e, bytes)) >= 19)[1])
     assert b"".join(e for e in peer.events if isinstance(e, bytes))[-7:] == b"abcdexy"
+
+
+def test_write_refuses_what_is_not_bytes_by_name(reactor, serve):
+    app = App()
+    listener, peer = serve(app)
+    run_until(reactor, lambda: "made" in app.events)
+    with pytest.raises(TypeError) as refused:
+        app.transport.write("text")
+    assert str(refused.value) == "data must be bytes, bytearray or memoryview, not str"
+
+
+def test_the_high_water_mark_is_a_strict_boundary_and_pause_writing_comes_once(reactor, serve):
+    class Flow(App):
+        def __init__(self):
+            super().__init__()
+            self.flow: list = []
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            transport.set_write_buffer_limits(high=10, low=0)
+            transport.write(b"x" * 10)  # held until the handshake is done: 10 bytes buffered
+
+        def pause_writing(self):
+            self.flow.append("pause")
+
+        def resume_writing(self):
+            self.flow.append("resume")
+
+    app = Flow()
+    listener, peer = serve(app)
+    run_until(reactor, lambda: "made" in app.events)
+    t = app.transport
+    assert t.get_write_buffer_size() == 10 and app.flow == []  # exactly high: not over it
+    t.write(b"y")
+    assert app.flow == ["pause"]
+    t.write(b"z")
+    assert app.flow == ["pause"]  # once
+    handshake(reactor, app, peer)
+    run_until(reactor, lambda: app.flow == ["pause", "resume"])
