@@ -426,3 +426,176 @@ def test_listening_over_tls_with_its_timeouts(reactor, tmp_path, family):
         listener.close()
         listener.close_connections()
         run_until(reactor, lambda: not reactor.connections())
+
+
+# -- defaults, TLS options, link-local addresses ------------------------------------------
+
+def test_a_listener_made_directly_turns_nagle_off_by_default(reactor, clients):
+    lsock = Exhausted()  # (a plain listening socket: its script is empty)
+    listener = Listener(reactor, [lsock], Server)
+    try:
+        clients(lsock.getsockname())
+        run_until(reactor, lambda: listener.connections)
+        (transport,) = listener.connections
+        assert transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        listener.close()
+        listener.close_connections()
+        run_until(reactor, lambda: not reactor.connections())
+
+
+def test_ssl_that_is_not_a_context_is_refused_by_name(reactor):
+    with pytest.raises(TypeError) as refused:
+        reactor.listen_tcp(Server, "127.0.0.1", 0, ssl=True)  # a client's shortcut, meaningless here
+    assert str(refused.value) == "ssl must be an ssl.SSLContext (server side), not True"
+    assert reactor.stats().readers == 0  # nothing was left listening
+
+
+def test_listen_tcp_passes_its_shutdown_deadline_on(reactor):
+    """A TLS server that closes waits for the peer's close_notify for ssl_shutdown_timeout
+    (30 s by default), then cuts it off: here well before the default."""
+    tls = pytest.importorskip("tests.test_mutants_tlsstreams", reason="trustme is in the test extra")
+    app = tls.App()
+    listener = reactor.listen_tcp(lambda: app, "127.0.0.1", 0, ssl=tls.server_context(),
+                                  ssl_shutdown_timeout=0.05)
+    peer = tls.EnginePeer(listener.address)
+    try:
+        tls.handshake(reactor, app, peer)
+        app.transport.close()  # the peer never answers our close_notify
+        run_until(reactor, lambda: app.lost, timeout=5)
+        assert app.events[-1] == ("lost", None)
+    finally:
+        peer.close()
+        listener.close()
+        listener.close_connections()
+        run_until(reactor, lambda: not reactor.connections())
+
+
+def _link_local_ipv6():
+    """(address, interface index) of a link-local IPv6 address of this host, or None (Linux)."""
+    try:
+        with open("/proc/net/if_inet6") as table:
+            for line in table:
+                hexaddr, index, _, scope, _, _ = line.split()
+                if scope == "20":  # IPV6_ADDR_LINKLOCAL
+                    address = socket.inet_ntop(socket.AF_INET6, bytes.fromhex(hexaddr))
+                    return address, int(index, 16)
+    except OSError:
+        pass
+    return None
+
+
+def test_one_port_for_every_family_keeps_an_ipv6_scope(reactor, monkeypatch):
+    """With port 0, the families after the first reuse its port: the rest of each
+    address (an IPv6 link-local address's flow info and scope id) is kept."""
+    link_local = _link_local_ipv6()
+    if link_local is None or not socket.has_ipv6:
+        pytest.skip("no link-local IPv6 address on this host")
+    address, index = link_local
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port)),
+                (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port, 0, index))]
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    listener = reactor.listen_tcp(Server, "dual.example", 0)  # (only bound: nothing connects)
+    try:
+        v4, v6 = (s.getsockname() for s in listener.sockets)
+        assert v6 == (address, v4[1], 0, index)
+    finally:
+        listener.close()
+
+
+# -- a connection that fails before it is served ----------------------------------------------
+
+def test_transport_setup_gets_the_stream_transport_of_a_listener_made_directly(reactor, clients):
+    setups: list = []
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+    lsock = Exhausted()
+    listener = Listener(reactor, [lsock], Server, transport_setup=setups.append)  # plaintext by default
+    try:
+        clients(lsock.getsockname())
+        run_until(reactor, lambda: setups or errors)
+        assert errors == [] and setups == list(listener.connections)
+    finally:
+        listener.close()
+        listener.close_connections()
+        run_until(reactor, lambda: not reactor.connections())
+
+
+def test_a_failing_factory_is_reported_and_only_that_peer_is_closed(reactor, clients):
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+    problem = LookupError("no protocol for you")
+    answers = [problem, None]
+
+    def factory():
+        if answers.pop(0) is not None:
+            raise problem
+        return Server()
+
+    listener = reactor.listen_tcp(factory, "127.0.0.1", 0)
+    try:
+        (first,) = clients(listener.address)
+        run_until(reactor, lambda: errors)
+        assert errors == [{"message": "the protocol factory raised; connection closed",
+                           "exception": problem, "listener": listener}]
+        first.settimeout(10)
+        assert closed_by_peer(first)
+        clients(listener.address)  # the listener goes on
+        run_until(reactor, lambda: len(listener.connections) == 1)
+    finally:
+        listener.close()
+        listener.close_connections()
+        run_until(reactor, lambda: not reactor.connections())
+
+
+def test_a_failing_transport_setup_is_reported_with_the_transport_and_ends_it_with_the_error(reactor, clients):
+    from reactor.instruments import Instrument
+
+    class Closed(Instrument):
+        def __init__(self):
+            self.seen: list = []
+
+        def connection_closed(self, transport, exc):
+            self.seen.append((transport, exc))
+
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+    closed = Closed()
+    reactor.add_instrument(closed)
+    problem = ValueError("no limits for you")
+    made: list = []
+
+    def setup(transport):
+        made.append(transport)
+        raise problem
+
+    listener = reactor.listen_tcp(Server, "127.0.0.1", 0, transport_setup=setup)
+    try:
+        (peer,) = clients(listener.address)
+        run_until(reactor, lambda: errors)
+        (transport,) = made
+        assert errors == [{"message": "transport_setup() raised; connection closed before it was served",
+                           "exception": problem, "listener": listener, "transport": transport}]
+        assert closed.seen == [(transport, problem)]  # instruments hear why it ended
+        peer.settimeout(10)
+        assert closed_by_peer(peer) and listener.connections == set()
+    finally:
+        listener.close()
+
+
+def test_a_closed_listener_is_not_kept_alive_by_the_reactor(reactor):
+    import gc
+    import weakref
+
+    listener = reactor.listen_tcp(Server, "127.0.0.1", 0)
+    try:
+        ref = weakref.ref(listener)
+    except TypeError:  # the mypyc-compiled class has no weak references
+        listener.close()
+        pytest.skip("compiled build: Listener takes no weak references")
+    listener.close()
+    del listener
+    gc.collect()
+    assert ref() is None  # a server that opens and closes listeners does not grow

@@ -556,3 +556,168 @@ def test_start_tls_refuses_what_it_cannot_upgrade(reactor, plain_pair):
     with pytest.raises(RuntimeError) as refused:
         tlsstreams.start_tls(reactor, raw, App(), server_context(), server_side=True)
     assert str(refused.value) == "start_tls() on a closing transport"
+
+
+# -- found by the second mutation round ----------------------------------------------------
+
+def test_after_an_application_error_the_rest_of_the_same_read_is_not_delivered(reactor, serve):
+    errors: list = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx))
+
+    def fail(transport, data):
+        raise KeyError("broken data_received")
+
+    app = App(on_data=fail)
+    listener, peer = serve(app)
+    handshake(reactor, app, peer)
+    peer.engine.send(b"boom")
+    peer.engine.close()  # close_notify right behind the data: one read gets both records
+    peer.pump()
+    run_until(reactor, lambda: app.lost)
+    (ctx,) = errors
+    assert app.data == b"boom"
+    assert app.events == ["made", ("lost", ctx["exception"])]  # aborted: no eof_received after the error
+
+
+def test_a_stalled_starttls_handshake_is_cut_off_with_what_was_queued(reactor, plain_pair):
+    """At the handshake deadline the connection is aborted: plaintext written
+    before start_tls() that the peer never read is dropped, not waited for."""
+    raw, client = plain_pair  # the client neither reads nor says hello
+    raw.write(b"p" * 32 * 1024 * 1024)
+    for _ in range(3):
+        reactor.run_once(0)
+    assert raw.get_write_buffer_size() > 0  # more than the kernel's buffers take
+    app = App()
+    reactor.start_tls(raw, app, server_context(), server_side=True, ssl_handshake_timeout=0.05)
+    run_until(reactor, lambda: app.lost, timeout=5)
+    exc = app.events[-1][1]
+    assert isinstance(exc, TimeoutError) and str(exc) == "the TLS handshake did not complete within 0.05 s"
+
+
+
+@pytest.mark.parametrize("when", ["over_high_water", "drained"])
+def test_tls_answers_stop_reading_only_while_the_output_is_paused(reactor, tmp_path, when):
+    """Reading can make TLS answer: a TLS 1.2 renegotiation request, which
+    OpenSSL 3 refuses with an alert (``openssl s_client``'s "R" command). Such
+    an answer while the stream transport is over its high-water mark stops our
+    reading until it drains; once drained, answers no longer stop it."""
+    import subprocess
+
+    from .test_tls import CA, require
+
+    openssl = require("openssl")
+    ca = tmp_path / "ca.pem"
+    CA.cert_pem.write_to_path(str(ca))
+    app = App()
+    listener = reactor.listen_tcp(lambda: app, "127.0.0.1", 0, ssl=server_context())
+    proc = subprocess.Popen([openssl, "s_client", "-connect", f"127.0.0.1:{listener.address[1]}",
+                             "-servername", "localhost", "-CAfile", str(ca), "-tls1_2"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def say(line):
+        proc.stdin.write(line)
+        proc.stdin.flush()
+    try:
+        say(b"one\n")
+        run_until(reactor, lambda: b"one\n" in app.data, timeout=20)
+        raw = raw_of(listener)
+        tls = raw.get_protocol()
+        sent = raw.bytes_sent
+        tls.pause_writing()  # what the stream transport says over its high-water mark
+        if when == "over_high_water":
+            say(b"R\n")  # renegotiate: our TLS answers (a no_renegotiation alert)
+            run_until(reactor, lambda: not raw.is_reading(), timeout=20)
+            assert raw.bytes_sent > sent  # the answer went out
+            tls.resume_writing()  # drained: reading again
+        else:
+            tls.resume_writing()
+            say(b"R\n")
+            run_until(reactor, lambda: raw.bytes_sent > sent, timeout=20)  # the answer went out
+        assert raw.is_reading()
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+        listener.close()
+        listener.close_connections()
+        run_until(reactor, lambda: not reactor.connections())
+
+
+def test_a_write_after_the_stream_transport_broke_is_dropped_and_logged(reactor, serve, caplog):
+    app = App()
+    listener, peer = serve(app)
+    handshake(reactor, app, peer)
+    t = app.transport
+    t.set_max_write_buffer_size(1024)
+    t.write(b"x" * 8 * 1024 * 1024)  # over the hard cap: the stream transport is aborted at once
+    assert t.is_closing() and not app.lost  # connection_lost is yet to come
+    with caplog.at_level(logging.DEBUG, logger="reactor"):
+        t.write(b"more")
+    assert [r.getMessage() for r in caplog.records] == [f"{t!r}: write() after close(); data dropped"]
+    run_until(reactor, lambda: app.lost)
+    assert isinstance(app.events[-1][1], WriteBufferOverflow)
+
+
+def test_instruments_count_the_plaintext_written_in_bytes_whatever_its_type(reactor, serve):
+    import array
+
+    from reactor.instruments import Instrument
+
+    class Sent(Instrument):
+        def __init__(self):
+            self.sent: list = []
+
+        def bytes_sent(self, transport, n):
+            self.sent.append((transport, n))
+
+    app = App()
+    listener, peer = serve(app)
+    handshake(reactor, app, peer)
+    counter = Sent()
+    reactor.add_instrument(counter)
+    t = app.transport
+    words = array.array("I", [1, 2, 3])  # 3 items, 12 bytes
+    t.write(memoryview(words))
+    t.write(bytearray(b"abcde"))
+    t.write(b"xy")
+    assert [n for transport, n in counter.sent if transport is t] == [words.itemsize * 3, 5, 2]
+    run_until(reactor, lambda: (peer.pump(), sum(len(e) for e in peer.events if isinstance(e, bytes)) >= 19)[1])
+    assert b"".join(e for e in peer.events if isinstance(e, bytes))[-7:] == b"abcdexy"
+
+
+def test_write_refuses_what_is_not_bytes_by_name(reactor, serve):
+    app = App()
+    listener, peer = serve(app)
+    run_until(reactor, lambda: "made" in app.events)
+    with pytest.raises(TypeError) as refused:
+        app.transport.write("text")
+    assert str(refused.value) == "data must be bytes, bytearray or memoryview, not str"
+
+
+def test_the_high_water_mark_is_a_strict_boundary_and_pause_writing_comes_once(reactor, serve):
+    class Flow(App):
+        def __init__(self):
+            super().__init__()
+            self.flow: list = []
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            transport.set_write_buffer_limits(high=10, low=0)
+            transport.write(b"x" * 10)  # held until the handshake is done: 10 bytes buffered
+
+        def pause_writing(self):
+            self.flow.append("pause")
+
+        def resume_writing(self):
+            self.flow.append("resume")
+
+    app = Flow()
+    listener, peer = serve(app)
+    run_until(reactor, lambda: "made" in app.events)
+    t = app.transport
+    assert t.get_write_buffer_size() == 10 and app.flow == []  # exactly high: not over it
+    t.write(b"y")
+    assert app.flow == ["pause"]
+    t.write(b"z")
+    assert app.flow == ["pause"]  # once
+    handshake(reactor, app, peer)
+    run_until(reactor, lambda: app.flow == ["pause", "resume"])
