@@ -111,12 +111,6 @@ MODULES: dict[str, list[str]] = {
 DESELECT: dict[str, list[str]] = {
     # Every module: mypy would check mutmut's generated code, not ours.
     "*": ["tests/test_structure.py::test_mypy_strict_is_clean_and_the_package_is_typed"],
-    # Its blocking client reads and writes one ssl.SSLSocket from two threads,
-    # which OpenSSL does not support: "[SSL] internal error" now and then, and
-    # under mutmut (slower, both cores busy) often enough to fail the clean run
-    # twice. (Our TLS client is tested by test_tls.py's other tests and
-    # test_mutants_connectors.py.)
-    "reactor/connectors.py": ["tests/test_tls.py::test_python_ssl_client_and_server_in_threads"],
     "reactor/loop.py": ["tests/test_debug.py::test_slow_callbacks_are_named_with_their_origin",
                         "tests/test_debug.py::test_a_slow_protocol_is_named_and_threadsafe_callbacks_have_an_origin"],
 }
